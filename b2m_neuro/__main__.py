@@ -1,0 +1,5 @@
+import sys
+
+from b2m_neuro.cli import main
+
+sys.exit(main())

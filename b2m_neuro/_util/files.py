@@ -1,0 +1,75 @@
+"""Atomic writes and content hashes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from b2m_neuro.errors import B2MError
+
+
+def sha256(path: str | os.PathLike, *, chunk_size: int = 1 << 20) -> str:
+    """Return the hex SHA-256 of a file's content, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_writable_target(path: str | os.PathLike, *, overwrite: bool, error: type[B2MError] = B2MError) -> Path:
+    """Check that ``path`` may be written: its folder exists and it is new or ``overwrite`` is set."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise error(
+            "the output folder does not exist",
+            file=path.parent,
+            field="path",
+            fix=f"create it first (mkdir -p {path.parent}) or choose another output path",
+        )
+    if path.exists() and not overwrite:
+        raise error(
+            "the output file already exists",
+            file=path,
+            field="overwrite",
+            fix="pass overwrite=True (--overwrite on the command line) or choose another path",
+        )
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
+
+    Works for files and folders. A failure (or a kill) leaves no half-written ``path``;
+    the temporary name starts with ``.`` and ends in ``.partial``.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_text("hello")
+    >>> target.read_text()
+    'hello'
+    """
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()
+    try:
+        yield tmp
+        if path.is_dir() and tmp.is_dir():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,30 @@
+"""Shared fixtures. Caches of pynwb, dandi, deno, mne and matplotlib go to a temporary HOME."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_HOME = Path(tempfile.mkdtemp(prefix="b2m-test-home-"))
+os.environ.update(
+    HOME=str(_HOME),
+    XDG_CACHE_HOME=str(_HOME / ".cache"),
+    XDG_CONFIG_HOME=str(_HOME / ".config"),
+    XDG_DATA_HOME=str(_HOME / ".local" / "share"),
+    MPLCONFIGDIR=str(_HOME / ".matplotlib"),
+    MPLBACKEND="Agg",
+    DANDI_NO_ET="1",
+    MNE_DONTWRITE_HOME="true",
+    DENO_DIR=str(_HOME / ".deno"),
+)
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """Real recordings copied from the shared data folder (see tests/data/README.md)."""
+    return DATA

@@ -1,0 +1,42 @@
+import hashlib
+
+import pytest
+
+from b2m_neuro._util.files import atomic_path, check_writable_target, sha256
+from b2m_neuro.errors import B2MError
+
+
+def test_sha256_matches_hashlib(tmp_path):
+    path = tmp_path / "x.bin"
+    path.write_bytes(b"abc" * 1000)
+    assert sha256(path, chunk_size=7) == hashlib.sha256(b"abc" * 1000).hexdigest()
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.nwb"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_replaces_folder(tmp_path):
+    target = tmp_path / "dataset"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["dataset"]
+
+
+def test_check_writable_target(tmp_path):
+    with pytest.raises(B2MError, match="output folder does not exist"):
+        check_writable_target(tmp_path / "missing" / "a.nwb", overwrite=False)
+    existing = tmp_path / "a.nwb"
+    existing.write_text("x")
+    with pytest.raises(B2MError, match="overwrite=True"):
+        check_writable_target(existing, overwrite=False)
+    assert check_writable_target(existing, overwrite=True) == existing
