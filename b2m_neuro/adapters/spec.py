@@ -1,0 +1,478 @@
+"""Teacher specs: how an NWB recording becomes a ``(trial, time, unit)`` rate array.
+
+A :class:`TeacherSpec` says which intervals table holds the trials, which column is the alignment
+event, the pre- and post-event windows and their bins, the causal smoothing filter, which columns
+become task variables and which units to keep. It is a frozen dataclass, built in Python or read
+from a TOML file (:meth:`TeacherSpec.from_toml`); shipped presets (``TeacherSpec.preset("paper")``)
+live in ``b2m_neuro/adapters/presets/*.toml``.
+
+TOML layout (every key optional unless marked)::
+
+    name = "paper"                       # free text, shown by ``b2m-neuro presets``
+    description = "one line"
+    intervals = "trials"                 # NWB intervals table: "trials", "epochs" or any TimeIntervals
+    align = "stimulus_onset"             # required: column holding the alignment time (s)
+    time_unit = "s"                      # unit of the units table's spike times: "s" or "ms"
+    task_columns = ["stimulus", "correct"]
+
+    [pre]                                # optional: window before the event (seconds)
+    start = -1.0
+    stop = 0.0
+    bin_width = 0.01
+
+    [post]                               # required: window after the event
+    kind = "reaction_time"               # or "fixed" (then start, stop, bin_width in seconds)
+    column = "reaction_time"             # reaction-time column (s), for kind = "reaction_time"
+    n_bins = 100                         # bins between the event and event + reaction time
+
+    [filter]
+    kind = "exponential"                 # "exponential", "custom" (weights = [...]) or "none"
+    decay = 0.5                          # weights exp(-decay * x) for x = 0, step, ..., stop
+    step = 0.5
+    stop = 10.0
+    normalize = "sum"                    # "sum" (weights sum to 1: output stays in Hz) or "none"
+
+    [units]
+    regions = []                         # keep only these brain areas (case-insensitive); [] = all
+    min_rate = 0.0                       # Hz, spikes / span of the intervals table
+    area_column = "brain_area"           # units column holding the brain area
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from b2m_neuro.errors import AdapterError
+
+__all__ = ["TeacherSpec", "FixedWindow", "ReactionTimeWindow", "FilterSpec", "UnitSelection", "list_presets"]
+
+_PRESET_FOLDER = "presets"
+
+
+@dataclass(frozen=True)
+class FixedWindow:
+    """A window from ``start`` to ``stop`` seconds around the alignment event, in equal bins."""
+
+    start: float
+    stop: float
+    bin_width: float
+    kind: str = field(default="fixed", init=False)
+
+    def __post_init__(self) -> None:
+        if not self.stop > self.start:
+            raise AdapterError(f"window stop ({self.stop}) must be after its start ({self.start})", field="stop")
+        if not self.bin_width > 0:
+            raise AdapterError(f"bin width must be positive, not {self.bin_width}", field="bin_width")
+        if abs(self.n_bins * self.bin_width - (self.stop - self.start)) > 1e-6 * self.bin_width:
+            raise AdapterError(
+                f"the window {self.start} to {self.stop} s is not a whole number of {self.bin_width} s bins",
+                field="bin_width",
+                fix="choose a bin width that divides the window length",
+            )
+
+    @property
+    def n_bins(self) -> int:
+        return round((self.stop - self.start) / self.bin_width)
+
+    def offsets(self) -> np.ndarray:
+        """Bin edges in seconds relative to the event, ``n_bins + 1`` values."""
+        return np.linspace(self.start, self.stop, self.n_bins + 1)
+
+
+@dataclass(frozen=True)
+class ReactionTimeWindow:
+    """From the event to the event plus the trial's reaction time, always in ``n_bins`` bins."""
+
+    column: str = "reaction_time"
+    n_bins: int = 100
+    kind: str = field(default="reaction_time", init=False)
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.n_bins, int) and self.n_bins > 0):
+            raise AdapterError(f"n_bins must be a positive integer, not {self.n_bins!r}", field="n_bins")
+
+    @property
+    def start(self) -> float:
+        return 0.0
+
+    def phases(self) -> np.ndarray:
+        """Bin edges as fractions of the reaction time, ``n_bins + 1`` values from 0 to 1."""
+        return np.linspace(0.0, 1.0, self.n_bins + 1)
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """A causal smoothing filter applied along time to each trial's rate vector, per unit.
+
+    ``kind="exponential"`` uses the weights ``exp(-decay * x)`` for ``x = 0, step, ..., stop``; the
+    first weight multiplies the current bin, the next the bin before it, and so on (no bin sees the
+    future). The reference kernel of the paper, ``20 zeros followed by exp(-0.5 x)`` applied as a
+    centred ("same") convolution, is exactly this causal filter: the 20 zeros cancel the centring.
+    Bins before a trial's first bin count as zero. ``normalize="sum"`` divides the weights by their
+    sum so that the output stays a rate in Hz (a constant rate passes unchanged, once 21 bins in);
+    ``"none"`` keeps the raw weights (rates scaled by their sum, about 4.0 for the paper kernel).
+    """
+
+    kind: str = "none"
+    decay: float = 0.5
+    step: float = 0.5
+    stop: float = 10.0
+    weights: tuple[float, ...] = ()
+    normalize: str = "sum"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        if self.kind not in ("exponential", "custom", "none"):
+            raise AdapterError(
+                f"unknown filter kind {self.kind!r}", field="filter.kind", fix='use "exponential", "custom" or "none"'
+            )
+        if self.normalize not in ("sum", "none"):
+            raise AdapterError(f"unknown normalization {self.normalize!r}", field="filter.normalize", fix='use "sum" or "none"')
+        if self.kind == "exponential" and not (self.step > 0 and self.stop >= 0):
+            raise AdapterError("exponential filter needs step > 0 and stop >= 0", field="filter.step")
+        if self.kind == "custom" and not self.weights:
+            raise AdapterError("a custom filter needs its weights", field="filter.weights", fix="give weights = [...]")
+        if self.kind != "none" and self.normalize == "sum" and math.isclose(sum(self.kernel()), 0.0, abs_tol=1e-12):
+            raise AdapterError("filter weights sum to zero and cannot be normalized", field="filter.normalize")
+
+    def kernel(self) -> np.ndarray:
+        """The causal weights actually applied (``[1.0]`` for no filter), float64."""
+        if self.kind == "none":
+            return np.ones(1)
+        if self.kind == "exponential":
+            x = self.step * np.arange(round(self.stop / self.step) + 1)
+            weights = np.exp(-self.decay * x)
+        else:
+            weights = np.asarray(self.weights, dtype=float)
+        return weights / weights.sum() if self.normalize == "sum" else weights
+
+
+@dataclass(frozen=True)
+class UnitSelection:
+    """Which units to keep: by brain area and by mean firing rate."""
+
+    regions: tuple[str, ...] = ()
+    min_rate: float = 0.0
+    area_column: str = "brain_area"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "regions", tuple(str(r) for r in self.regions))
+        if self.min_rate < 0:
+            raise AdapterError(f"min_rate must be >= 0, not {self.min_rate}", field="units.min_rate")
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """How to turn one NWB session into a ``(trial, time, unit)`` firing-rate array.
+
+    Parameters
+    ----------
+    align
+        Column of the intervals table holding the alignment time (s), e.g. ``"stimulus_onset"``.
+    post
+        Window after the event: :class:`FixedWindow` or :class:`ReactionTimeWindow`.
+    pre
+        Window before the event (:class:`FixedWindow`, must end at or before ``post`` starts), or None.
+    intervals
+        Name of the NWB intervals table holding one row per trial (``"trials"``, ``"epochs"`` ...).
+    filter
+        Causal smoothing filter (:class:`FilterSpec`).
+    task_columns
+        Columns of the intervals table that become coordinates along ``trial``.
+    units
+        Unit selection (:class:`UnitSelection`).
+    time_unit
+        Unit of the spike times stored in the file: ``"s"`` (NWB standard) or ``"ms"``.
+    name, description
+        Free text, shown by ``b2m-neuro presets``.
+
+    Examples
+    --------
+    >>> spec = TeacherSpec.preset("paper")
+    >>> spec.n_time, spec.post.n_bins, spec.align
+    (200, 100, 'stimulus_onset')
+    >>> fixed = TeacherSpec(align="start_time", intervals="epochs", post=FixedWindow(0.0, 2.0, 0.1))
+    >>> fixed.n_time
+    20
+    """
+
+    align: str
+    post: FixedWindow | ReactionTimeWindow
+    pre: FixedWindow | None = None
+    intervals: str = "trials"
+    filter: FilterSpec = FilterSpec()
+    task_columns: tuple[str, ...] = ()
+    units: UnitSelection = UnitSelection()
+    time_unit: str = "s"
+    name: str = "custom"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "task_columns", tuple(str(c) for c in self.task_columns))
+        if self.time_unit not in ("s", "ms"):
+            raise AdapterError(f"unknown time unit {self.time_unit!r}", field="time_unit", fix='use "s" or "ms"')
+        if self.pre is not None and self.pre.stop > self.post.start:
+            raise AdapterError(
+                f"the pre window ends at {self.pre.stop} s, after the post window starts ({self.post.start} s)",
+                field="pre.stop",
+                fix="make the pre window end at or before the post window's start",
+            )
+
+    # ----------------------------------------------------------------- derived layout
+    @property
+    def n_pre(self) -> int:
+        return 0 if self.pre is None else self.pre.n_bins
+
+    @property
+    def n_time(self) -> int:
+        """Number of time points per trial (pre bins then post bins)."""
+        return self.n_pre + self.post.n_bins
+
+    @property
+    def time_kind(self) -> str:
+        """What the ``time`` coordinate measures: see :meth:`time_coordinate`."""
+        if self.post.kind == "fixed":
+            return "seconds"
+        return "rt_phase" if self.pre is None else "pre_seconds_then_rt_phase"
+
+    def time_coordinate(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bin centres along ``time`` and the ``phase`` label ("pre"/"post") of each.
+
+        Pre bins and fixed post bins are in seconds relative to the event; reaction-time bins are
+        fractions of the reaction time (0 = event, 1 = response), so the paper spec gives
+        -0.995 ... -0.005 s, then 0.005 ... 0.995.
+        """
+        parts, phases = [], []
+        if self.pre is not None:
+            edges = self.pre.offsets()
+            parts.append((edges[:-1] + edges[1:]) / 2)
+            phases += ["pre"] * self.pre.n_bins
+        edges = self.post.offsets() if self.post.kind == "fixed" else self.post.phases()
+        parts.append((edges[:-1] + edges[1:]) / 2)
+        phases += ["post"] * self.post.n_bins
+        return np.concatenate(parts), np.array(phases)
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def preset(cls, name: str) -> TeacherSpec:
+        """Return a shipped preset by name (see :func:`list_presets`)."""
+        presets = list_presets()
+        if name not in presets:
+            raise AdapterError(
+                f"no preset named {name!r}", field="spec", fix=f"use one of {sorted(presets)} or a TOML file path"
+            )
+        return cls.from_toml(_preset_path(name))
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> TeacherSpec:
+        """Read a spec from a TOML file (layout in this module's docstring)."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise AdapterError("teacher spec file not found", file=path, field="spec") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise AdapterError(f"not a valid TOML file ({error})", file=path, field="spec") from None
+        return cls.from_dict(data, file=path)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, file: str | os.PathLike | None = None) -> TeacherSpec:
+        """Build a spec from nested plain values, as in the TOML file or :meth:`to_dict`."""
+        try:
+            return _spec_from_dict(data)
+        except AdapterError as error:
+            raise AdapterError(error.problem, file=file, field=error.field, fix=error.fix) from None
+
+    @classmethod
+    def resolve(cls, spec: TeacherSpec | str | os.PathLike | None) -> TeacherSpec:
+        """A spec from a spec, a preset name, a TOML path, or None (the ``"paper"`` preset)."""
+        if spec is None:
+            return cls.preset("paper")
+        if isinstance(spec, TeacherSpec):
+            return spec
+        if isinstance(spec, str) and spec in list_presets():
+            return cls.preset(spec)
+        return cls.from_toml(spec)
+
+    def replace(self, **changes: Any) -> TeacherSpec:
+        """A copy with some fields changed, e.g. ``spec.replace(intervals="epochs")``."""
+        return dataclasses.replace(self, **changes)
+
+    # ----------------------------------------------------------------- export
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain values (the TOML layout); ``TeacherSpec.from_dict`` inverts it."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "intervals": self.intervals,
+            "align": self.align,
+            "time_unit": self.time_unit,
+            "task_columns": list(self.task_columns),
+        }
+        if self.pre is not None:
+            data["pre"] = _section(self.pre, exclude=("kind",))
+        data["post"] = _section(self.post)
+        data["filter"] = _section(self.filter)
+        data["units"] = _section(self.units)
+        return data
+
+    def to_json(self) -> str:
+        """The spec as a JSON string (stored in the adapter output's ``attrs["spec"]``)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def list_presets() -> dict[str, str]:
+    """Shipped presets: name -> one-line description."""
+    folder = resources.files("b2m_neuro.adapters").joinpath(_PRESET_FOLDER)
+    presets = {}
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            data = tomllib.loads(entry.read_text(encoding="utf-8"))
+            presets[entry.name.removesuffix(".toml")] = str(data.get("description", ""))
+    return presets
+
+
+def preset_text(name: str) -> str:
+    """The TOML text of a shipped preset."""
+    TeacherSpec.preset(name)  # raises a clear error for an unknown name
+    return Path(str(_preset_path(name))).read_text(encoding="utf-8")
+
+
+def _preset_path(name: str):
+    return resources.files("b2m_neuro.adapters").joinpath(_PRESET_FOLDER).joinpath(f"{name}.toml")
+
+
+# --------------------------------------------------------------------- dict <-> dataclasses
+_TOP_KEYS = ("name", "description", "intervals", "align", "time_unit", "task_columns", "pre", "post", "filter", "units")
+_FIXED_KEYS = ("kind", "start", "stop", "bin_width")
+_RT_KEYS = ("kind", "column", "n_bins")
+_FILTER_KEYS = ("kind", "decay", "step", "stop", "weights", "normalize")
+_UNIT_KEYS = ("regions", "min_rate", "area_column")
+
+
+def _section(obj: Any, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    values = dataclasses.asdict(obj)
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items() if key not in exclude}
+
+
+def _spec_from_dict(data: dict[str, Any]) -> TeacherSpec:
+    _check_keys(data, _TOP_KEYS, prefix="")
+    if "align" not in data:
+        raise AdapterError("the spec has no alignment column", field="align", fix='add align = "<column name>"')
+    if "post" not in data:
+        raise AdapterError("the spec has no post-event window", field="post", fix="add a [post] table")
+    kwargs: dict[str, Any] = {key: _typed(data, key, str) for key in ("name", "description", "intervals", "align", "time_unit") if key in data}
+    if "task_columns" in data:
+        kwargs["task_columns"] = tuple(_typed_list(data, "task_columns", str, prefix=""))
+    if "pre" in data:
+        pre = _table(data, "pre")
+        _check_keys(pre, _FIXED_KEYS, prefix="pre.")
+        if pre.get("kind", "fixed") != "fixed":
+            raise AdapterError("the pre window can only be fixed", field="pre.kind", fix='remove kind or set kind = "fixed"')
+        kwargs["pre"] = _window(pre, "pre.")
+    kwargs["post"] = _post(_table(data, "post"))
+    if "filter" in data:
+        kwargs["filter"] = _filter(_table(data, "filter"))
+    if "units" in data:
+        kwargs["units"] = _units(_table(data, "units"))
+    return TeacherSpec(**kwargs)
+
+
+def _post(post: dict[str, Any]) -> FixedWindow | ReactionTimeWindow:
+    kind = post.get("kind", "fixed")
+    if kind == "fixed":
+        _check_keys(post, _FIXED_KEYS, prefix="post.")
+        return _window(post, "post.")
+    if kind == "reaction_time":
+        _check_keys(post, _RT_KEYS, prefix="post.")
+        kwargs = {}
+        if "column" in post:
+            kwargs["column"] = _typed(post, "column", str, prefix="post.")
+        if "n_bins" in post:
+            kwargs["n_bins"] = _typed(post, "n_bins", int, prefix="post.")
+        return _prefixed(ReactionTimeWindow, kwargs, "post.")
+    raise AdapterError(f"unknown post window kind {kind!r}", field="post.kind", fix='use "fixed" or "reaction_time"')
+
+
+def _window(table: dict[str, Any], prefix: str) -> FixedWindow:
+    for key in ("start", "stop", "bin_width"):
+        if key not in table:
+            raise AdapterError(f"the window has no {key}", field=f"{prefix}{key}", fix=f"add {key} = <seconds>")
+    values = {key: _typed(table, key, float, prefix=prefix) for key in ("start", "stop", "bin_width")}
+    return _prefixed(FixedWindow, values, prefix)
+
+
+def _filter(table: dict[str, Any]) -> FilterSpec:
+    _check_keys(table, _FILTER_KEYS, prefix="filter.")
+    kwargs = {key: _typed(table, key, str, prefix="filter.") for key in ("kind", "normalize") if key in table}
+    kwargs.update({key: _typed(table, key, float, prefix="filter.") for key in ("decay", "step", "stop") if key in table})
+    if "weights" in table:
+        kwargs["weights"] = tuple(_typed_list(table, "weights", float, prefix="filter."))
+    return _prefixed(FilterSpec, kwargs, "filter.")
+
+
+def _units(table: dict[str, Any]) -> UnitSelection:
+    _check_keys(table, _UNIT_KEYS, prefix="units.")
+    kwargs: dict[str, Any] = {}
+    if "regions" in table:
+        kwargs["regions"] = tuple(_typed_list(table, "regions", str, prefix="units."))
+    if "min_rate" in table:
+        kwargs["min_rate"] = _typed(table, "min_rate", float, prefix="units.")
+    if "area_column" in table:
+        kwargs["area_column"] = _typed(table, "area_column", str, prefix="units.")
+    return _prefixed(UnitSelection, kwargs, "units.")
+
+
+def _prefixed(cls: type, kwargs: dict[str, Any], prefix: str) -> Any:
+    """Build ``cls(**kwargs)``; a validation error's field gets the TOML table prefix."""
+    try:
+        return cls(**kwargs)
+    except AdapterError as error:
+        field_name = error.field if error.field and error.field.startswith(prefix) else f"{prefix}{error.field}"
+        raise AdapterError(error.problem, field=field_name, fix=error.fix) from None
+
+
+def _check_keys(table: dict[str, Any], allowed: tuple[str, ...], *, prefix: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise AdapterError(
+                f"unknown key {prefix}{key!r}" if not prefix else f"unknown key {key!r} in [{prefix.rstrip('.')}]",
+                field=f"{prefix}{key}",
+                fix=f"use only {', '.join(allowed)}",
+            )
+
+
+def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
+    if not isinstance(data[key], dict):
+        raise AdapterError(f"{key} must be a table", field=key, fix=f"write it as [{key}] with its keys below")
+    return data[key]
+
+
+def _typed(table: dict[str, Any], key: str, kind: type, *, prefix: str = "") -> Any:
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise AdapterError(
+            f"{prefix}{key} must be {'a number' if kind is float else 'an integer' if kind is int else 'a string'}, "
+            f"not {value!r}",
+            field=f"{prefix}{key}",
+        )
+    return value
+
+
+def _typed_list(table: dict[str, Any], key: str, kind: type, *, prefix: str) -> list[Any]:
+    values = table[key]
+    if not isinstance(values, list):
+        raise AdapterError(f"{prefix}{key} must be a list, not {values!r}", field=f"{prefix}{key}")
+    return [_typed({key: value}, key, kind, prefix=prefix) for value in values]

@@ -1,0 +1,511 @@
+"""NWB spike trains -> a ``(trial, time, unit)`` firing-rate array, following a :class:`TeacherSpec`.
+
+The hot path is vectorized. All bin edges of all trials form one ``(trial, edge)`` array; each
+spike finds its bin with one ``np.searchsorted`` over the flattened edges, and one weighted
+``np.bincount`` turns the spikes of a chunk of units into rates (Hz). Trials whose windows overlap
+are split into a few groups of non-overlapping trials (as many as the deepest overlap), so the
+flattened edges of each group are sorted. The causal filter is a banded matrix product along time
+over all trials and units of the chunk at once. Spike times are read from the units table's ragged
+arrays (``spike_times`` + ``spike_times_index``) one chunk of units at a time, so memory stays
+bounded by the output plus one chunk.
+
+Bins are closed on the left and open on the right: a spike at exactly a bin edge belongs to the bin
+that starts there, and a spike at exactly the end of a window is not counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from b2m_neuro._util.files import sha256
+from b2m_neuro._util.progress import track
+from b2m_neuro.adapters.spec import TeacherSpec
+from b2m_neuro.errors import AdapterError
+
+__all__ = ["load_spikes", "TrialBins", "spike_rates", "causal_filter"]
+
+# Spike times beyond this many "seconds" (~28 hours), or this many times past the end of the
+# intervals table, are taken to be in milliseconds (or samples).
+_MAX_PLAUSIBLE_SECONDS = 1e5
+_MAX_RATIO_TO_INTERVALS = 500.0
+_RESERVED_COORDS = ("trial", "time", "phase", "unit", "brain_area", "session", "subject")
+_DEFAULT_CHUNK_BYTES = 64 << 20
+_TIME_DESCRIPTIONS = {
+    "seconds": "bin centre, seconds from the alignment event",
+    "pre_seconds_then_rt_phase": "bin centre: seconds from the event in the pre phase, then fraction of the "
+    "reaction time (0 = event, 1 = response) in the post phase",
+    "rt_phase": "bin centre as a fraction of the reaction time (0 = event, 1 = response)",
+}
+
+
+# ===================================================================== vectorized core (numpy only)
+@dataclass(frozen=True)
+class TrialBins:
+    """The bins of every trial, ready for binning spikes of any unit.
+
+    Attributes
+    ----------
+    edges
+        ``(trial, edge)`` absolute bin edges (s), each row non-decreasing.
+    edge_bin
+        ``(edge,)`` output time index of the bin starting at each edge, -1 for edges that start no
+        bin (a window's last edge, the gap between the pre and post windows).
+    inv_width
+        ``(trial, edge)`` 1 / bin width (1/s) of the bin starting at each edge, 0 where none.
+    groups
+        ``(rows, flat_edges)`` pairs: trials whose windows do not overlap, and their edges
+        flattened into one sorted vector.
+    n_time
+        Number of output time points per trial.
+    """
+
+    edges: np.ndarray
+    edge_bin: np.ndarray
+    inv_width: np.ndarray
+    groups: tuple[tuple[np.ndarray, np.ndarray], ...]
+    n_time: int
+
+    @classmethod
+    def build(cls, edges: np.ndarray, edge_bin: np.ndarray) -> TrialBins:
+        """Group the trials and precompute widths; ``edges`` rows must be non-decreasing."""
+        edges = np.ascontiguousarray(edges, dtype=np.float64)
+        widths = np.diff(edges, axis=1, append=edges[:, -1:])
+        starts_bin = (edge_bin >= 0)[None, :] & (widths > 0)
+        inv_width = np.divide(1.0, widths, out=np.zeros_like(widths), where=starts_bin)
+        groups = tuple((rows, edges[rows].ravel()) for rows in _non_overlapping_groups(edges[:, 0], edges[:, -1]))
+        return cls(edges, np.asarray(edge_bin), inv_width, groups, int(edge_bin.max()) + 1)
+
+    @property
+    def n_trials(self) -> int:
+        return self.edges.shape[0]
+
+
+def _non_overlapping_groups(starts: np.ndarray, stops: np.ndarray) -> list[np.ndarray]:
+    """Split trials into the fewest round-robin groups (by start time) whose windows do not overlap.
+
+    With trials sorted by start, trial ``i`` overlaps the next ``p_i - i - 1`` trials, where ``p_i``
+    counts the trials starting before ``i`` stops; taking every ``k``-th trial with ``k`` the largest
+    such ``p_i - i`` keeps each group free of overlaps.
+    """
+    order = np.argsort(starts, kind="stable")
+    first_after = np.searchsorted(starts[order], stops[order], side="left")
+    k = max(1, int(np.max(first_after - np.arange(len(order)), initial=1)))
+    return [order[g::k] for g in range(min(k, len(order)))]
+
+
+def bin_layout(spec: TeacherSpec) -> np.ndarray:
+    """Output time index per edge of a trial (``edge_bin`` of :class:`TrialBins`) for ``spec``."""
+    parts = []
+    if spec.pre is not None:
+        parts += [np.arange(spec.n_pre), [-1]]
+    parts += [spec.n_pre + np.arange(spec.post.n_bins), [-1]]
+    return np.concatenate(parts).astype(np.int64)
+
+
+def trial_edges(spec: TeacherSpec, align_times: np.ndarray, reaction_times: np.ndarray | None = None) -> np.ndarray:
+    """Absolute bin edges ``(trial, edge)``: pre edges, then post edges (scaled by reaction time)."""
+    align_times = np.asarray(align_times, dtype=np.float64)[:, None]
+    parts = []
+    if spec.pre is not None:
+        parts.append(align_times + spec.pre.offsets()[None, :])
+    if spec.post.kind == "fixed":
+        parts.append(align_times + spec.post.offsets()[None, :])
+    else:
+        parts.append(align_times + np.asarray(reaction_times, dtype=np.float64)[:, None] * spec.post.phases()[None, :])
+    return np.concatenate(parts, axis=1)
+
+
+def chunk_rates(spikes: np.ndarray, labels: np.ndarray, n_units: int, bins: TrialBins) -> np.ndarray:
+    """Firing rates (Hz, float64) ``(unit, trial, time)`` of the spikes of ``n_units`` units.
+
+    ``spikes`` holds the spike times of all these units (any order), ``labels`` the unit (0 to
+    ``n_units - 1``) of each spike.
+    """
+    n_edges = bins.edges.shape[1]
+    flat_index, weights = [], []
+    for rows, flat_edges in bins.groups:
+        position = np.searchsorted(flat_edges, spikes, side="right") - 1
+        trial_in_group, edge = np.divmod(position, n_edges)
+        time_index = bins.edge_bin[edge]
+        inside = (position >= 0) & (time_index >= 0)
+        row = rows[trial_in_group[inside]]
+        flat_index.append((labels[inside] * bins.n_trials + row) * bins.n_time + time_index[inside])
+        weights.append(bins.inv_width.ravel().take(row * n_edges + edge[inside]))
+    rates = np.bincount(
+        np.concatenate(flat_index), weights=np.concatenate(weights), minlength=n_units * bins.n_trials * bins.n_time
+    )
+    return rates.reshape(n_units, bins.n_trials, bins.n_time)
+
+
+def causal_filter(rates: np.ndarray, kernel: np.ndarray, *, block: int = 256) -> np.ndarray:
+    """Causal FIR filter along the last axis: ``y[n] = sum_m kernel[m] * x[n - m]``, zeros before 0.
+
+    Computed as a banded (Toeplitz) matrix product, one block of output columns at a time, so the
+    cost is about ``block + len(kernel)`` multiply-adds per sample on all rows at once.
+    """
+    n_time = rates.shape[-1]
+    length = len(kernel)
+    if length == 1:
+        return rates * rates.dtype.type(kernel[0])
+    lag = np.arange(n_time)[None, :] - np.arange(n_time)[:, None]  # column - row
+    toeplitz = np.where((lag >= 0) & (lag < length), kernel[np.clip(lag, 0, length - 1)], 0.0).astype(rates.dtype)
+    block = max(block, length)
+    out = np.empty_like(rates)
+    for lo in range(0, n_time, block):
+        hi = min(lo + block, n_time)
+        first = max(0, lo - length + 1)
+        np.matmul(rates[..., first:hi], toeplitz[first:hi, lo:hi], out=out[..., lo:hi])
+    return out
+
+
+def spike_rates(
+    spike_data: Any,
+    spike_index: np.ndarray,
+    units: Sequence[int],
+    bins: TrialBins,
+    kernel: np.ndarray,
+    *,
+    time_scale: float = 1.0,
+    chunk_bytes: int = _DEFAULT_CHUNK_BYTES,
+    progress: bool = False,
+) -> np.ndarray:
+    """Filtered firing rates ``(trial, time, unit)`` float32 (Hz) of the chosen units.
+
+    Parameters
+    ----------
+    spike_data
+        All spike times of all units, concatenated (NWB ``units.spike_times.data``): a numpy array
+        or an h5py dataset, read one slice per chunk of units.
+    spike_index
+        End offset of each unit's spikes in ``spike_data`` (NWB ``units.spike_times_index.data``).
+    units
+        Positions (increasing) of the units to bin.
+    bins
+        The trials' bins (:class:`TrialBins`).
+    kernel
+        Causal filter weights (``[1.0]`` for none).
+    time_scale
+        Factor turning stored spike times into seconds (0.001 for milliseconds).
+    chunk_bytes
+        Working memory per chunk of units (besides the output).
+    progress
+        Show a progress bar over chunks.
+    """
+    spike_index = np.asarray(spike_index, dtype=np.int64)
+    starts = np.concatenate([[0], spike_index[:-1]])
+    units = np.asarray(units, dtype=np.int64)
+    out = np.empty((bins.n_trials, bins.n_time, len(units)), dtype=np.float32)
+    per_unit = bins.n_trials * bins.n_time * 16  # float64 rates + float32 copies
+    size = max(1, chunk_bytes // per_unit)
+    chunks = [units[lo : lo + size] for lo in range(0, len(units), size)]
+    done = 0
+    for chunk in track(chunks, description="binning spikes", total=len(chunks), progress=progress):
+        first, last = chunk[0], chunk[-1]
+        spikes = np.asarray(spike_data[starts[first] : spike_index[last]], dtype=np.float64)
+        if time_scale != 1.0:
+            spikes = spikes * time_scale
+        label_of_unit = np.full(last - first + 1, -1, dtype=np.int64)
+        label_of_unit[chunk - first] = np.arange(len(chunk))
+        labels = np.repeat(label_of_unit, spike_index[first : last + 1] - starts[first : last + 1])
+        if len(chunk) < last - first + 1:  # drop the spikes of units between chosen ones
+            spikes, labels = spikes[labels >= 0], labels[labels >= 0]
+        rates = chunk_rates(spikes, labels, len(chunk), bins).astype(np.float32)
+        filtered = causal_filter(rates.reshape(-1, bins.n_time), kernel).reshape(rates.shape)
+        out[:, :, done : done + len(chunk)] = filtered.transpose(1, 2, 0)
+        done += len(chunk)
+    return out
+
+
+# ===================================================================== NWB front end
+def load_spikes(
+    nwb: str | os.PathLike | Any,
+    spec: TeacherSpec | str | os.PathLike | None = None,
+    *,
+    chunk_bytes: int = _DEFAULT_CHUNK_BYTES,
+    progress: bool = True,
+) -> xr.DataArray:
+    """Load one NWB session as firing rates ``(trial, time, unit)`` following a teacher spec.
+
+    Parameters
+    ----------
+    nwb
+        Path of an NWB file, or an open ``pynwb.NWBFile``.
+    spec
+        A :class:`TeacherSpec`, a preset name (``"paper"``), a TOML file path, or None for the
+        ``"paper"`` preset.
+    chunk_bytes
+        Working memory for one chunk of units (the output comes on top).
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``rates``: float32 Hz, dims ``("trial", "time", "unit")``. Coords: ``trial`` (row id of the
+        intervals table), ``time`` (bin centres, ``attrs["time_kind"]`` says seconds or
+        reaction-time phase), ``phase`` along time ("pre"/"post"), ``unit`` (units table id),
+        ``brain_area`` along unit, scalar ``session`` and ``subject``, and one coord along
+        ``trial`` per task column. Attrs: ``units`` ("Hz"), ``spec`` (JSON), ``filter_weights``
+        (JSON), ``source_file``, ``source_sha256``, ``subject``, ``session``.
+
+    Raises
+    ------
+    AdapterError
+        If the file is missing or not NWB, has no units, lacks the spec's table or columns, has
+        invalid reaction or alignment times, spike times that look like milliseconds, or no unit
+        passes the selection.
+
+    Examples
+    --------
+    >>> rates = load_spikes("sub-01_ses-01_ecephys.nwb", "paper")  # doctest: +SKIP
+    >>> rates.sizes  # doctest: +SKIP
+    Frozen({'trial': 400, 'time': 200, 'unit': 23})
+    """
+    spec = TeacherSpec.resolve(spec)
+    with _opened(nwb) as (nwbfile, path):
+        label = path if path is not None else "<NWBFile>"
+        table = _intervals_table(nwbfile, spec.intervals, label)
+        trials = _TrialColumns(table, spec, label)
+        units = _units_table(nwbfile, label)
+        spike_index = np.asarray(units.spike_times_index.data[:], dtype=np.int64)
+        spike_data = units.spike_times.data  # h5py dataset: read one slice per chunk of units
+        if not hasattr(spike_data, "shape"):  # an in-memory NWBFile holds a list
+            spike_data = np.asarray(spike_data, dtype=np.float64)
+        _check_time_unit(spike_data, spike_index, trials.span, spec, label)
+        areas = _unit_areas(units, spec.units.area_column)
+        selected = _select_units(spike_index, areas, trials.span, spec, label)
+        bins = TrialBins.build(trial_edges(spec, trials.align, trials.reaction_times), bin_layout(spec))
+        rates = spike_rates(
+            spike_data,
+            spike_index,
+            selected,
+            bins,
+            spec.filter.kernel(),
+            time_scale=0.001 if spec.time_unit == "ms" else 1.0,
+            chunk_bytes=chunk_bytes,
+            progress=progress,
+        )
+        unit_ids = np.asarray(units.id.data[:])[selected]
+        session = str(nwbfile.session_id or nwbfile.identifier or "")
+        subject = str(getattr(nwbfile.subject, "subject_id", None) or "")
+        return _as_dataarray(rates, spec, trials, unit_ids, areas[selected], session, subject, path)
+
+
+@contextlib.contextmanager
+def _opened(nwb: str | os.PathLike | Any) -> Iterator[tuple[Any, Path | None]]:
+    """Yield ``(NWBFile, path or None)``; a path is opened read-only and closed afterwards."""
+    if not isinstance(nwb, (str, os.PathLike)):
+        source = getattr(nwb, "container_source", None)
+        yield nwb, Path(source) if source and Path(source).is_file() else None
+        return
+    path = Path(nwb)
+    if not path.is_file():
+        raise AdapterError("NWB file not found", file=path, field="nwb", fix="check the path")
+    import h5py
+    import pynwb
+
+    if not h5py.is_hdf5(path):
+        raise AdapterError("not an NWB file (not HDF5)", file=path, field="nwb", fix="pass an NWB (.nwb) file")
+    io = pynwb.NWBHDF5IO(str(path), mode="r", load_namespaces=True)
+    try:
+        try:
+            with warnings.catch_warnings():  # files from older pynwb versions warn about deprecated fields
+                warnings.simplefilter("ignore", DeprecationWarning)
+                nwbfile = io.read()
+        except Exception as error:  # any reader failure on a user's file is a bad input, not a bug
+            raise AdapterError(
+                f"cannot be read as NWB ({type(error).__name__}: {error})", file=path, field="nwb",
+                fix="check the file with nwbinspector",
+            ) from None
+        yield nwbfile, path
+    finally:
+        io.close()
+
+
+def _intervals_table(nwbfile: Any, name: str, file: Any) -> Any:
+    tables = dict(nwbfile.intervals or {})
+    for attribute in ("trials", "epochs", "invalid_times"):
+        if getattr(nwbfile, attribute, None) is not None:
+            tables.setdefault(attribute, getattr(nwbfile, attribute))
+    if name in tables:
+        return tables[name]
+    have = ", ".join(sorted(tables)) or "none"
+    what = "no trials table" if name == "trials" else f"no intervals table named {name!r}"
+    raise AdapterError(
+        f"the file has {what}; its intervals tables are: {have}",
+        file=file,
+        field="intervals",
+        fix="set intervals = \"<one of those>\" in the spec" if tables else "use a file with a trials table",
+    )
+
+
+class _TrialColumns:
+    """Alignment times, reaction times and task columns of an intervals table, checked."""
+
+    def __init__(self, table: Any, spec: TeacherSpec, file: Any) -> None:
+        self.file = file
+        self.table_name = spec.intervals
+        self.table = table
+        self.ids = np.asarray(table.id.data[:])
+        if len(self.ids) == 0:
+            raise AdapterError("the intervals table has no rows", file=file, field=spec.intervals)
+        for name in spec.task_columns:
+            if name in _RESERVED_COORDS:
+                raise AdapterError(
+                    f"task column {name!r} clashes with an output coordinate", file=file, field="task_columns",
+                    fix=f"task columns cannot be named {', '.join(_RESERVED_COORDS)}",
+                )
+        self.align = self._times(spec.align, positive=False)
+        self.reaction_times = None if spec.post.kind == "fixed" else self._times(spec.post.column, positive=True)
+        self.task = {name: self._column(name) for name in spec.task_columns}
+        start, stop = self._times("start_time", positive=False), self._times("stop_time", positive=False)
+        self.span = float(np.max(stop) - np.min(start))
+
+    def _column(self, name: str) -> np.ndarray:
+        from hdmf.common import VectorIndex
+
+        if name not in self.table.colnames and name not in ("start_time", "stop_time"):
+            raise AdapterError(
+                f"the {self.table_name} table has no column {name!r}; its columns are: {', '.join(self.table.colnames)}",
+                file=self.file,
+                field=f"{self.table_name}.{name}",
+                fix="name an existing column in the spec",
+            )
+        column = self.table[name]
+        if isinstance(column, VectorIndex):
+            raise AdapterError(
+                f"column {name!r} holds lists (a ragged column) and cannot be a task variable",
+                file=self.file, field=f"{self.table_name}.{name}",
+            )
+        values = np.asarray(column.data[:])
+        if values.dtype.kind in "SO":
+            values = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values])
+        return values
+
+    def _times(self, name: str, *, positive: bool) -> np.ndarray:
+        values = self._column(name)
+        if values.dtype.kind not in "iuf":
+            raise AdapterError(
+                f"column {name!r} must hold times in seconds, not {values.dtype} values",
+                file=self.file, field=f"{self.table_name}.{name}",
+            )
+        values = values.astype(np.float64)
+        bad = ~np.isfinite(values) | ((values <= 0) if positive else False)
+        if bad.any():
+            rows = self.ids[bad]
+            shown = ", ".join(str(r) for r in rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+            problem = "missing, NaN or <= 0" if positive else "missing or NaN"
+            raise AdapterError(
+                f"{len(rows)} trial(s) have {problem} values in column {name!r} (rows {shown})",
+                file=self.file,
+                field=f"{self.table_name}.{name}",
+                fix="drop those trials from the table, or use a fixed post window",
+            )
+        return values
+
+
+def _units_table(nwbfile: Any, file: Any) -> Any:
+    units = nwbfile.units
+    if units is None or "spike_times" not in units.colnames:
+        raise AdapterError(
+            "the file has no units table with spike times", file=file, field="units",
+            fix="use a spike-sorted NWB file (units table with spike_times)",
+        )
+    if len(units.id.data[:]) == 0:
+        raise AdapterError("the units table has no units", file=file, field="units")
+    return units
+
+
+def _check_time_unit(spike_data: Any, spike_index: np.ndarray, span: float, spec: TeacherSpec, file: Any) -> None:
+    """Refuse spike times that are almost surely in milliseconds while the spec says seconds."""
+    if spec.time_unit != "s":
+        return
+    last = spike_index[spike_index > np.concatenate([[0], spike_index[:-1]])] - 1
+    if len(last) == 0:
+        return
+    latest = float(np.max(spike_data[last.tolist()]))
+    if latest > _MAX_PLAUSIBLE_SECONDS or (span > 0 and latest > _MAX_RATIO_TO_INTERVALS * span):
+        raise AdapterError(
+            f"spike times run to {latest:.6g} s while the {spec.intervals} table spans {span:.6g} s: "
+            "they are almost surely in milliseconds",
+            file=file,
+            field="units.spike_times",
+            fix='set time_unit = "ms" in the spec (TeacherSpec(time_unit="ms"))',
+        )
+
+
+def _unit_areas(units: Any, column: str) -> np.ndarray:
+    """Brain area per unit: the spec's column, else ``location``, else the first electrode's location."""
+    for name in (column, "location"):
+        if name in units.colnames:
+            values = [v.decode() if isinstance(v, bytes) else str(v) for v in units[name].data[:]]
+            return np.array([v or "unknown" for v in values])
+    if "electrodes" in units.colnames:
+        index = np.asarray(units.electrodes_index.data[:], dtype=np.int64)
+        first = np.asarray(units.electrodes.data[:])[np.concatenate([[0], index[:-1]])]
+        locations = np.asarray(units.electrodes.table["location"].data[:])[first]
+        return np.array([(v.decode() if isinstance(v, bytes) else str(v)) or "unknown" for v in locations])
+    return np.full(len(units.id.data[:]), "unknown")
+
+
+def _select_units(spike_index: np.ndarray, areas: np.ndarray, span: float, spec: TeacherSpec, file: Any) -> np.ndarray:
+    """Positions of the units passing the region filter and the minimum mean rate (spikes / span)."""
+    keep = np.ones(len(spike_index), dtype=bool)
+    if spec.units.regions:
+        wanted = {region.lower() for region in spec.units.regions}
+        keep &= np.array([area.lower() in wanted for area in areas], dtype=bool)
+    if spec.units.min_rate > 0:
+        counts = np.diff(spike_index, prepend=0)
+        keep &= counts / max(span, np.finfo(float).tiny) >= spec.units.min_rate
+    if not keep.any():
+        raise AdapterError(
+            f"no unit passes the selection (regions {list(spec.units.regions) or 'all'}, "
+            f"min_rate {spec.units.min_rate} Hz); the file's areas are {sorted(set(areas))}",
+            file=file,
+            field="units.regions" if spec.units.regions else "units.min_rate",
+            fix="widen the unit selection in the spec",
+        )
+    return np.flatnonzero(keep)
+
+
+def _as_dataarray(
+    rates: np.ndarray,
+    spec: TeacherSpec,
+    trials: _TrialColumns,
+    unit_ids: np.ndarray,
+    areas: np.ndarray,
+    session: str,
+    subject: str,
+    path: Path | None,
+) -> xr.DataArray:
+    time, phase = spec.time_coordinate()
+    coords: dict[str, Any] = {
+        "trial": trials.ids,
+        "time": ("time", time, {"time_kind": spec.time_kind, "description": _TIME_DESCRIPTIONS[spec.time_kind]}),
+        "phase": ("time", phase),
+        "unit": unit_ids,
+        "brain_area": ("unit", areas),
+        "session": session,
+        "subject": subject,
+    }
+    coords.update({name: ("trial", values) for name, values in trials.task.items()})
+    attrs = {
+        "units": "Hz",
+        "spec": spec.to_json(),
+        "filter_weights": json.dumps(spec.filter.kernel().tolist()),
+        "source_file": "" if path is None else str(path.resolve()),
+        "source_sha256": "" if path is None else sha256(path),
+        "subject": subject,
+        "session": session,
+    }
+    return xr.DataArray(rates, dims=("trial", "time", "unit"), coords=coords, attrs=attrs, name="rates")

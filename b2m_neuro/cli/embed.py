@@ -1,0 +1,96 @@
+"""``b2m-neuro embed`` (NWB sessions -> derivative + teacher quality) and ``b2m-neuro validate``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(cli) -> None:
+    embed = cli.command("embed", help="Embed NWB sessions (files or folders) into a BIDS-derivatives folder")
+    embed.add_argument("inputs", nargs="+", type=Path, help="NWB files, or folders searched for *.nwb")
+    embed.add_argument("--out", type=Path, required=True, help="derivative folder, e.g. derivatives/b2m-cebra")
+    embed.add_argument("--spec", default="paper", help="teacher-spec preset name or TOML file (default: paper)")
+    embed.add_argument("--method", choices=("cebra", "pca", "identity"), default="cebra")
+    embed.add_argument("--dim", type=int, default=7, help="output dimension (default 7)")
+    embed.add_argument("--iterations", type=int, default=15000, help="CEBRA training steps (default 15000)")
+    embed.add_argument("--batch-size", type=int, default=512, help="CEBRA batch size (default 512)")
+    embed.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    embed.add_argument("--seed", type=int, default=0)
+    embed.add_argument("--task", default=None, help="BIDS task label (default: memory for spikes)")
+    embed.add_argument("--desc", default=None, help="desc-<label> of the file names (default: the method)")
+    embed.add_argument("--figure", type=Path, default=None,
+                       help="teacher-quality PNG (default: <out>_quality.png beside the derivative)")  # fmt: skip
+    embed.add_argument("--overwrite", action="store_true", help="replace an existing derivative at --out")
+    embed.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    embed.set_defaults(run=_embed)
+
+    validate = cli.command("validate", help="Check a derivative folder (schema, SHA-256 of every file) and summarize it")
+    validate.add_argument("derivative", type=Path)
+    validate.add_argument("--bids", action="store_true", help="also run bids-validator-deno (offline)")
+    validate.set_defaults(run=_validate)
+
+
+def nwb_files(inputs: list[Path]) -> list[Path]:
+    """The NWB files named, and those found (recursively, sorted) in the folders named."""
+    from b2m_neuro.errors import EmbeddingError
+
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(item.rglob("*.nwb"))
+            if not found:
+                raise EmbeddingError("the folder holds no .nwb files", file=item, field="inputs",
+                                     fix="name NWB files or a folder that contains them")  # fmt: skip
+            files += found
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise EmbeddingError("no such file or folder", file=item, field="inputs", fix="check the path")
+    return files
+
+
+def _embed(args: argparse.Namespace) -> None:
+    from b2m_neuro.adapters import load_spikes
+    from b2m_neuro.derivative import Derivative, check_derivative_target
+    from b2m_neuro.embedding import embed, teacher_quality
+
+    files = nwb_files(args.inputs)
+    check_derivative_target(args.out, overwrite=args.overwrite)  # fail now, not after training
+    print(f"Loading {len(files)} session(s) with spec {args.spec!r}")
+    rates = [load_spikes(path, args.spec, progress=args.progress) for path in files]
+    embedded = embed(
+        rates,
+        method=args.method,
+        output_dimension=args.dim,
+        max_iterations=args.iterations,
+        batch_size=args.batch_size,
+        device=args.device,
+        seed=args.seed,
+        task=args.task,
+        progress=args.progress,
+    )
+    params = {**embedded[0].attrs["embedding_params"], "spec": args.spec}
+    derivative = Derivative.create(args.out, embedded, method=args.method, params=params, source_datasets=files,
+                                   desc=args.desc, overwrite=args.overwrite, progress=args.progress)  # fmt: skip
+    print(derivative.summary())
+    figure = args.figure or args.out.with_name(f"{args.out.name}_quality.png")
+    print(teacher_quality(derivative.datasets(), figure=figure).summary())
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from b2m_neuro.derivative import Derivative, bids_validator_issues
+    from b2m_neuro.errors import DerivativeError
+
+    derivative = Derivative.open(args.derivative)
+    print(derivative.summary())
+    if not args.bids:
+        return
+    issues = bids_validator_issues(derivative.root)
+    for issue in issues:
+        print(f"  bids-validator {issue['severity']}: {issue['code']} {issue.get('location', '')}")
+    errors = [issue for issue in issues if issue["severity"] == "error"]
+    if errors:
+        raise DerivativeError(f"bids-validator-deno found {len(errors)} error(s)", file=derivative.root,
+                              field="BIDS", fix="re-create the derivative with b2m-neuro embed")  # fmt: skip
+    print(f"  bids-validator-deno: no errors, {len(issues)} warning(s)")

@@ -1,0 +1,282 @@
+"""Trial-sequence tasks: the student sees one stimulus per trial and answers accept or reject.
+
+A derivative session holds ``embedding (trial, time, latent)``: per trial, pre-stimulus points
+(nothing on screen) then post-stimulus points (the stimulus on screen), plus task variables along
+``trial``. A task turns the sessions into padded training and test arrays (:class:`TaskData`):
+
+- one sequence per episode (block), trials in order; per time point the input is the one-hot
+  stimulus while it is on screen, else the "no stimulus" element (the last input);
+- the task loss is scored at the last time point of each trial (the response, as the
+  post-stimulus window ends at the reaction time), against +1 (accept) or -1 (reject);
+- every trial time point is paired with the brain embedding of that time point (transfer loss).
+
+Which points are pre-stimulus: those whose ``time`` coordinate is negative (the spike adapter
+aligns time to stimulus onset); when no time is negative (e.g. a plain index), the first half of
+the time axis, as in the reference layout (100 pre-stimulus then 100 post-stimulus points).
+``time_stride`` keeps every ``time_stride``-th point, counted back from the last one so the
+response point is always kept (1 = every point, the reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from b2m_neuro.errors import TrainingError
+
+
+@dataclass
+class TaskData:
+    """Padded arrays the training loop consumes (numpy; sequences padded at the end).
+
+    ``inputs (n, time, n_inputs)`` float32, ``targets (n, time)`` float32 (+1 accept / -1 reject,
+    0 where not scored), ``scored (n, time)`` bool (task loss and accuracy here), ``lengths (n,)``.
+    Training sequences also carry ``brain (n, time, latent)`` float32 and ``paired (n, time)`` bool
+    (transfer loss here).
+    """
+
+    n_inputs: int
+    latent_dim: int
+    train_inputs: np.ndarray
+    train_targets: np.ndarray
+    train_scored: np.ndarray
+    train_lengths: np.ndarray
+    train_brain: np.ndarray
+    train_paired: np.ndarray
+    test_inputs: np.ndarray
+    test_targets: np.ndarray
+    test_scored: np.ndarray
+    test_lengths: np.ndarray
+    stimuli: list
+
+
+@dataclass
+class _Sequence:
+    inputs: np.ndarray
+    targets: np.ndarray
+    scored: np.ndarray
+    brain: np.ndarray | None = None
+    paired: np.ndarray | None = None
+
+
+class TrialSequenceTask:
+    """Generic trial-sequence task, for teachers whose task cannot be simulated.
+
+    Parameters
+    ----------
+    stimulus, target, episode
+        Names of the task variables (along ``trial``) holding the stimulus shown, the binary target
+        (1 accept / 0 reject) and the episode or block the trial belongs to.
+    test_fraction
+        Fraction of the episodes (over all sessions) held out for evaluation.
+    time_stride
+        Keep every ``time_stride``-th time point of each trial (1 = all, the reference).
+    test_seed
+        Seed of the held-out split; fixed across runs so every run is tested on the same episodes.
+    """
+
+    name = "trials"
+
+    def __init__(self, *, stimulus: str = "stimulus", target: str = "correct_response", episode: str = "episode",
+                 test_fraction: float = 0.2, time_stride: int = 1, test_seed: int = 0) -> None:
+        if not 0.0 < test_fraction < 1.0:
+            raise TrainingError(f"test_fraction must lie in (0, 1), got {test_fraction}", field="test_fraction",
+                                fix="hold out a fraction of the episodes such as 0.2")
+        _check_positive_int(time_stride, "time_stride")
+        self.stimulus, self.target, self.episode = stimulus, target, episode
+        self.test_fraction = test_fraction
+        self.time_stride = time_stride
+        self.test_seed = test_seed
+
+    @property
+    def required_variables(self) -> tuple[str, ...]:
+        return (self.stimulus, self.target, self.episode)
+
+    def options(self) -> dict:
+        """The options that rebuild this task (stored in a run's config)."""
+        return {"stimulus": self.stimulus, "target": self.target, "episode": self.episode,
+                "test_fraction": self.test_fraction, "time_stride": self.time_stride, "test_seed": self.test_seed}
+
+    def prepare(self, sessions: Sequence[xr.Dataset]) -> TaskData:
+        """Build training and held-out test sequences from derivative sessions."""
+        layout = self._check(sessions)
+        episodes = [episode for session in sessions for episode in self._episodes(session, layout)]
+        if len(episodes) < 2:
+            raise TrainingError(f"found {len(episodes)} episode(s); a held-out split needs at least 2",
+                                field=self.episode, fix="use more sessions or an episode column with several values")
+        order = np.random.default_rng(self.test_seed).permutation(len(episodes))
+        n_test = min(max(1, round(self.test_fraction * len(episodes))), len(episodes) - 1)
+        train = [episodes[i] for i in sorted(order[n_test:])]
+        test = [episodes[i] for i in sorted(order[:n_test])]
+        return _task_data(layout, train, test)
+
+    # --- shared by the memory task -----------------------------------------------------------
+
+    def _cue(self, trials: pd.DataFrame, layout: _Layout) -> np.ndarray:
+        """Input steps shown before an episode's first trial (none for the generic task)."""
+        return np.zeros((0, layout.n_inputs), np.float32)
+
+    def _check(self, sessions: Sequence[xr.Dataset]) -> _Layout:
+        if len(sessions) == 0:
+            raise TrainingError("the derivative has no sessions", field="sessions", fix="embed at least one session")
+        for session in sessions:
+            _check_session(session, self.required_variables)
+        time_sizes = {session.sizes["time"] for session in sessions}
+        if len(time_sizes) != 1:
+            raise TrainingError(f"sessions have different numbers of time points per trial: {sorted(time_sizes)}",
+                                field="time", fix="embed all sessions with one teacher spec")
+        latent_sizes = {session.sizes["latent"] for session in sessions}
+        if len(latent_sizes) != 1:
+            raise TrainingError(f"sessions have different embedding widths: {sorted(latent_sizes)}", field="latent",
+                                fix="embed all sessions together (one multi-session embedding)")
+        stimuli = sorted(set().union(*(self._stimulus_values(session) for session in sessions)))
+        return _Layout.build(sessions[0], stimuli, self.time_stride)
+
+    def _stimulus_values(self, session: xr.Dataset) -> set:
+        return set(_values(session, self.stimulus).tolist())
+
+    def _episodes(self, session: xr.Dataset, layout: _Layout) -> list[_Sequence]:
+        trials = _trial_table(session, self.required_variables)
+        targets = trials[self.target].to_numpy()
+        if not np.isin(targets, (0, 1)).all():
+            raise TrainingError(f"the target must be 0 (reject) or 1 (accept), found {sorted(set(targets.tolist()))}",
+                                file=_where(session), field=self.target, fix="choose a binary target variable")
+        embedding = session["embedding"].transpose("trial", "time", "latent").to_numpy()[:, layout.time_index]
+        sequences = []
+        for _, episode in trials.groupby(self.episode, sort=False):
+            rows = episode.index.to_numpy()
+            sequences.append(layout.sequence(
+                self._cue(episode, layout), episode[self.stimulus].to_numpy(), targets[rows],
+                brain=embedding[rows].astype(np.float32)))
+        return sequences
+
+
+class _Layout:
+    """Time points kept per trial, which of them show the stimulus, and the input coding."""
+
+    def __init__(self, time_index: np.ndarray, on_screen: np.ndarray, stimuli: list) -> None:
+        self.time_index = time_index
+        self.on_screen = on_screen
+        self.stimuli = stimuli
+        self.n_inputs = len(stimuli) + 1
+        self._code = {value: i for i, value in enumerate(stimuli)}
+
+    @classmethod
+    def build(cls, session: xr.Dataset, stimuli: list, stride: int) -> _Layout:
+        n_time = session.sizes["time"]
+        time_index = np.arange(n_time - 1, -1, -stride)[::-1]
+        times = session["time"].to_numpy() if "time" in session.coords else np.zeros(0)
+        if np.issubdtype(times.dtype, np.number) and (times < 0).any():
+            on_screen = times >= 0
+        else:
+            on_screen = np.arange(n_time) >= n_time // 2
+        return cls(time_index, on_screen[time_index], stimuli)
+
+    def one_hot(self, values: np.ndarray) -> np.ndarray:
+        """``(n, n_inputs)`` one-hot rows of stimulus values."""
+        rows = np.zeros((len(values), self.n_inputs), np.float32)
+        rows[np.arange(len(values)), [self._code[value] for value in values]] = 1.0
+        return rows
+
+    def sequence(self, cue: np.ndarray, stimuli: np.ndarray, targets: np.ndarray, *,
+                 brain: np.ndarray | None = None) -> _Sequence:
+        """Lay out one episode: cue steps, then per trial its time points."""
+        n_trials, n_points = len(stimuli), len(self.time_index)
+        trial_inputs = np.zeros((n_trials, n_points, self.n_inputs), np.float32)
+        trial_inputs[:, ~self.on_screen, -1] = 1.0
+        trial_inputs[:, self.on_screen] = self.one_hot(stimuli)[:, None, :]
+        scored = np.zeros((n_trials, n_points), bool)
+        scored[:, -1] = True
+        trial_targets = np.where(scored, np.where(np.asarray(targets) == 1, 1.0, -1.0)[:, None], 0.0)
+        n_cue = len(cue)
+        sequence = _Sequence(
+            inputs=np.concatenate([cue, trial_inputs.reshape(-1, self.n_inputs)]),
+            targets=np.concatenate([np.zeros(n_cue), trial_targets.ravel()]).astype(np.float32),
+            scored=np.concatenate([np.zeros(n_cue, bool), scored.ravel()]),
+        )
+        if brain is not None:
+            sequence.brain = np.concatenate([np.zeros((n_cue, brain.shape[-1]), np.float32),
+                                             brain.reshape(-1, brain.shape[-1])])
+            sequence.paired = np.concatenate([np.zeros(n_cue, bool), np.ones(n_trials * n_points, bool)])
+        return sequence
+
+
+def _task_data(layout: _Layout, train: list[_Sequence], test: list[_Sequence]) -> TaskData:
+    latent_dim = train[0].brain.shape[-1]
+    train_arrays = _pad(train, ("inputs", "targets", "scored", "brain", "paired"))
+    test_arrays = _pad(test, ("inputs", "targets", "scored"))
+    return TaskData(
+        n_inputs=layout.n_inputs, latent_dim=latent_dim,
+        train_inputs=train_arrays["inputs"], train_targets=train_arrays["targets"],
+        train_scored=train_arrays["scored"], train_lengths=train_arrays["lengths"],
+        train_brain=train_arrays["brain"], train_paired=train_arrays["paired"],
+        test_inputs=test_arrays["inputs"], test_targets=test_arrays["targets"],
+        test_scored=test_arrays["scored"], test_lengths=test_arrays["lengths"],
+        stimuli=list(layout.stimuli),
+    )
+
+
+def _pad(sequences: list[_Sequence], fields: tuple[str, ...]) -> dict[str, np.ndarray]:
+    lengths = np.array([len(sequence.inputs) for sequence in sequences])
+    arrays = {"lengths": lengths}
+    for field in fields:
+        first = getattr(sequences[0], field)
+        padded = np.zeros((len(sequences), lengths.max(), *first.shape[1:]), first.dtype)
+        for i, sequence in enumerate(sequences):
+            padded[i, : lengths[i]] = getattr(sequence, field)
+        arrays[field] = padded
+    return arrays
+
+
+def _check_session(session: xr.Dataset, variables: tuple[str, ...]) -> None:
+    where = _where(session)
+    if not isinstance(session, xr.Dataset) or "embedding" not in session:
+        raise TrainingError("the session has no 'embedding' variable", file=where, field="embedding",
+                            fix="pass a derivative made by b2m_neuro.embed / Derivative.create")
+    dims = set(session["embedding"].dims)
+    if dims != {"trial", "time", "latent"}:
+        raise TrainingError(f"trial-sequence tasks need an embedding over (trial, time, latent), got {tuple(session['embedding'].dims)}",
+                            file=where, field="embedding", fix="use a derivative of trial-aligned spike data (kind 'trials')")
+    missing = [name for name in variables if name not in session.variables]
+    if missing:
+        raise TrainingError(f"the session lacks the task variable(s) {', '.join(missing)}", file=where,
+                            field=", ".join(missing),
+                            fix="embed with a teacher spec that keeps these trial columns, or name the right columns in the task options")
+    for name in variables:
+        if session[name].dims != ("trial",):
+            raise TrainingError(f"task variable {name!r} must lie along 'trial', got dims {session[name].dims}",
+                                file=where, field=name, fix="store one value per trial")
+        if session[name].dtype.kind == "f" and np.isnan(session[name].to_numpy()).any():
+            raise TrainingError(f"task variable {name!r} has missing (NaN) values", file=where, field=name,
+                                fix="drop trials with missing task variables before embedding")
+
+
+def _values(session: xr.Dataset, name: str) -> np.ndarray:
+    values = session[name].to_numpy()
+    if values.dtype.kind == "f" and np.all(values == np.round(values)):
+        values = values.astype(np.int64)
+    if values.dtype.kind == "b":
+        values = values.astype(np.int64)
+    return values
+
+
+def _trial_table(session: xr.Dataset, variables: tuple[str, ...]) -> pd.DataFrame:
+    return pd.DataFrame({name: _values(session, name) for name in dict.fromkeys(variables)})
+
+
+def _where(session: xr.Dataset) -> str:
+    source = getattr(session, "encoding", {}).get("source")
+    if source:
+        return str(source)
+    attrs = getattr(session, "attrs", {})
+    label = "_".join(f"{key}-{attrs[key]}" for key in ("subject", "session") if attrs.get(key))
+    return f"session {label}" if label else "session"
+
+
+def _check_positive_int(value: int, field: str) -> None:
+    if int(value) != value or value < 1:
+        raise TrainingError(f"{field} must be a positive integer, got {value}", field=field, fix=f"pass {field}=1 or more")

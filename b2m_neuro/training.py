@@ -1,0 +1,496 @@
+"""One Brain2Model training run: ``train(derivative, model="gru", alpha=...) -> TrainResult``.
+
+The student learns a task from the derivative's task variables (``L_task``) while its aligned layer
+is pulled toward the brain embedding of the same time points (``L_transfer``), with the total loss
+``(1 - alpha) * L_task + alpha * L_transfer`` (see :mod:`b2m_neuro.transfer`).
+
+The task loss is the mean squared error between the output (in [-1.5, 1.5]) and the target
+(+1 accept, -1 reject) at each trial's response point; accuracy is the sign of the output against
+the target. The loop itself is :func:`fit` (task data + model + config -> history), kept apart from
+the input handling so that a batched engine can replace it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+from b2m_neuro._util.files import atomic_path, check_writable_target
+from b2m_neuro._util.progress import track
+from b2m_neuro._version import __version__
+from b2m_neuro.errors import TrainingError
+from b2m_neuro.tasks import TaskData, TrialSequenceTask, get_task
+from b2m_neuro.transfer import TRANSFER_LOSSES, check_alpha
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["train", "TrainResult", "TrainConfig", "fit"]
+
+CONTROLS = (None, "shuffled")
+HISTORY_VARIABLES = {
+    "task_loss": "mean task loss (MSE at response points) over the epoch's training batches",
+    "transfer_loss": "mean transfer loss over the epoch's training batches (computed even when alpha = 0)",
+    "total_loss": "mean (1 - alpha) * task_loss + alpha * transfer_loss over the epoch's batches",
+    "train_accuracy": "fraction of training responses whose sign matches the target (dropout on)",
+    "test_loss": "task loss on the test set after the epoch",
+    "test_accuracy": "fraction of test responses whose sign matches the target after the epoch",
+    "wall_time": "seconds since training started, at the end of the epoch",
+}
+_EVAL_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation settings of one run (the reference defaults)."""
+
+    alpha: float
+    transfer: str = "contrastive"
+    temperature: float = 0.1
+    reduction: str = "mean"
+    epochs: int = 150
+    lr: float = 1e-4
+    batch_size: int = 1
+    weight_decay: float = 0.0
+    seed: int = 0
+    divergence_factor: float = 100.0
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`train`.
+
+    Attributes
+    ----------
+    history
+        ``xarray.Dataset`` over ``epoch`` (1..epochs): task_loss, transfer_loss, total_loss,
+        train_accuracy, test_loss, test_accuracy, wall_time. Epochs after a divergence are NaN.
+    model
+        The trained ``torch.nn.Module`` (on the CPU after :meth:`load`).
+    config
+        Every setting needed to rerun: model name and options, task and options, optimiser, seed.
+    versions
+        Versions of b2m_neuro, torch, numpy, xarray and Python used.
+    diverged
+        True if the loss became NaN/inf or an epoch's mean loss exceeded ``divergence_factor`` (100)
+        times the loss of the first batch before any update; training stopped there.
+    """
+
+    history: xr.Dataset
+    model: Any
+    config: dict
+    versions: dict
+    diverged: bool
+
+    @property
+    def final_test_accuracy(self) -> float:
+        """Test accuracy after the last epoch that ran."""
+        accuracy = self.history["test_accuracy"].dropna("epoch")
+        return float(accuracy[-1]) if accuracy.size else float("nan")
+
+    def summary(self) -> str:
+        """One line: model, alpha, epochs, final test accuracy and losses, divergence."""
+        last = self.history.dropna("epoch", subset=["test_accuracy"])
+        if last.sizes["epoch"] == 0:
+            return f"{self.config['model']} alpha={self.config['alpha']}: diverged in the first epoch"
+        end = last.isel(epoch=-1)
+        text = (f"{self.config['model']} alpha={self.config['alpha']} transfer={self.config['transfer']} "
+                f"control={self.config['control']}: {int(end.epoch)} epochs, test accuracy "
+                f"{float(end.test_accuracy):.3f}, task loss {float(end.task_loss):.4f}, "
+                f"transfer loss {float(end.transfer_loss):.4f}, {float(end.wall_time):.1f} s")
+        return text + (" (DIVERGED, stopped)" if self.diverged else "")
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write ``path/`` with ``weights.pt``, ``config.json`` and ``history.nc``, atomically."""
+        import torch
+
+        path = check_writable_target(path, overwrite=overwrite, error=TrainingError)
+        with atomic_path(path) as tmp:
+            tmp.mkdir()
+            torch.save(self.model.state_dict(), tmp / "weights.pt")
+            meta = {"config": self.config, "versions": self.versions, "diverged": self.diverged}
+            (tmp / "config.json").write_text(json.dumps(meta, indent=2))
+            self.history.to_netcdf(tmp / "history.nc", engine="h5netcdf")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, model: nn.Module | None = None) -> TrainResult:
+        """Read a saved run; weights are loaded safely (``torch.load(weights_only=True)``).
+
+        A registered model is rebuilt from the config; for your own ``nn.Module`` pass a fresh
+        instance of it as ``model``.
+        """
+        import torch
+
+        path = Path(path)
+        files = {name: path / name for name in ("weights.pt", "config.json", "history.nc")}
+        missing = [name for name, file in files.items() if not file.is_file()]
+        if missing:
+            raise TrainingError(f"not a saved training run: {', '.join(missing)} missing", file=path,
+                                fix="pass a folder written by TrainResult.save or b2m-neuro train --out")
+        meta = json.loads(files["config.json"].read_text())
+        config = meta["config"]
+        if model is None:
+            model = _registered_model(config)
+        try:
+            model.load_state_dict(torch.load(files["weights.pt"], map_location="cpu", weights_only=True))
+        except (RuntimeError, KeyError) as error:
+            raise TrainingError(f"the weights do not fit the model: {str(error).splitlines()[0]}",
+                                file=files["weights.pt"], fix="pass a model built like the one that was trained") from None
+        history = xr.load_dataset(files["history.nc"], engine="h5netcdf")
+        return cls(history=history, model=model, config=config, versions=meta["versions"],
+                   diverged=bool(meta["diverged"]))
+
+
+def train(
+    derivative: Any,
+    model: str | nn.Module = "gru",
+    *,
+    alpha: float,
+    transfer: str = "contrastive",
+    temperature: float = 0.1,
+    reduction: str = "mean",
+    epochs: int = 150,
+    lr: float = 1e-4,
+    batch_size: int = 1,
+    weight_decay: float = 0.0,
+    control: str | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    task: str | TrialSequenceTask = "memory",
+    align_layer: str | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> TrainResult:
+    """Train a student on a derivative's task, guided by its brain embedding.
+
+    Parameters
+    ----------
+    derivative
+        A :class:`b2m_neuro.Derivative`, the path to one, or a list of session ``xarray.Dataset``
+        in the derivative's layout (``embedding (trial, time, latent)`` plus task variables).
+    model
+        A registered model name (``"gru"``, the reference student) or any ``torch.nn.Module``
+        mapping ``(batch, time, n_inputs)`` to ``(batch, time)`` outputs, with ``align_layer``.
+    alpha
+        Weight of the transfer loss in ``(1 - alpha) * L_task + alpha * L_transfer``, in [0, 1].
+    transfer
+        ``"contrastive"`` (InfoNCE, same inputs as the brain), ``"contrastive-cosine"``
+        (InfoNCE on cosine similarity) or ``"latent"`` (MSE to the brain embedding).
+    temperature
+        InfoNCE temperature ``tau`` (0.1, the reference).
+    reduction
+        ``"mean"`` (default; alpha's scale then does not depend on sequence length) or ``"sum"``
+        (the paper's equation) over the InfoNCE anchors.
+    epochs, lr, batch_size, weight_decay
+        Adam settings (reference: 150 epochs, 1e-4, one episode per batch, no weight decay).
+    control
+        ``None``, or ``"shuffled"``: brain embeddings shuffled along the trial axis within each
+        session (seeded by ``seed``), so the pairing with the inputs is broken.
+    seed
+        Fixes initial weights, dropout, episode order and the shuffled pairing.
+    device
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
+    task
+        ``"memory"`` (the goal-switching task), ``"trials"`` (generic trial sequences) or a task
+        object from :mod:`b2m_neuro.tasks`.
+    align_layer
+        For a user ``nn.Module``: the name of the layer aligned to the brain (a forward hook).
+    progress
+        Show a progress bar over epochs.
+    **options
+        Task options (memory: ``time_stride``, ``n_test``, ``test_seed``; trials: ``stimulus``,
+        ``target``, ``episode``, ``test_fraction``, ...) and model options (gru: ``hidden_size``,
+        ``dropout``, ``output_range``).
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    TrainingError
+        Bad options, a derivative lacking the task's variables, or an aligned layer whose width
+        differs from the brain embedding's.
+
+    Examples
+    --------
+    >>> result = b2m_neuro.train("derivatives/b2m-cebra", alpha=0.012, epochs=150)  # doctest: +SKIP
+    >>> result.history.test_accuracy.plot()  # doctest: +SKIP
+    """
+    import torch
+
+    config = TrainConfig(alpha=alpha, transfer=transfer, temperature=temperature, reduction=reduction,
+                         epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed)
+    _check_config(config, control)
+    sessions, source = _sessions(derivative)
+    if control == "shuffled":
+        sessions = shuffle_trials(sessions, seed=seed)
+    task, model_options = _split_options(task, options)
+    data = task.prepare(sessions)
+    torch_device = _device(device)
+    torch.manual_seed(seed)
+    student, model_name, model_options = _student(model, data, align_layer, model_options)
+    student = student.to(torch_device)
+    history, diverged = fit(data, student, config, device=torch_device, progress=progress)
+    run_config = {
+        "model": model_name, "model_options": model_options, "align_layer": student.align_layer,
+        "task": task.name, "task_options": task.options(), "control": control, "device": str(torch_device),
+        "derivative": source, "n_train_sequences": len(data.train_lengths),
+        "n_test_sequences": len(data.test_lengths), "stimuli": [_plain(value) for value in data.stimuli],
+        **asdict(config),
+    }
+    history.attrs["config"] = json.dumps(run_config)
+    return TrainResult(history=history, model=student.model.cpu(), config=run_config, versions=_versions(),
+                       diverged=diverged)
+
+
+def fit(data: TaskData, student: Any, config: TrainConfig, *, device: Any = "cpu",
+        progress: bool = True) -> tuple[xr.Dataset, bool]:
+    """The training loop: Adam over the training sequences for ``config.epochs`` epochs.
+
+    ``student`` is an :class:`b2m_neuro.models.aligned.AlignedModel` (returns outputs and the
+    aligned layer). Returns the per-epoch history and whether the run diverged.
+    """
+    import torch
+
+    from b2m_neuro.transfer import transfer_loss
+
+    optimizer = torch.optim.Adam(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    train = _tensors(data, "train", device)
+    test = _tensors(data, "test", device)
+    order_rng = np.random.default_rng(config.seed)
+    history = {name: np.full(config.epochs, np.nan) for name in HISTORY_VARIABLES}
+    start = time.perf_counter()
+    start_loss = None  # the first batch's loss, before any update: the yardstick for divergence
+    diverged = False
+    for epoch in track(range(config.epochs), description="training", total=config.epochs, progress=progress):
+        student.train()
+        sums = np.zeros(5)  # task, transfer, total, correct responses, scored responses
+        order = order_rng.permutation(len(data.train_lengths))
+        for batch in np.array_split(order, np.ceil(len(order) / config.batch_size)):
+            inputs, targets, scored, brain, paired = _batch(train, batch, data.train_lengths)
+            outputs, embedding = student(inputs)
+            task_loss = ((outputs[scored] - targets[scored]) ** 2).mean()
+            brain_loss = transfer_loss(config.transfer, brain[paired], embedding[paired],
+                                       temperature=config.temperature, reduction=config.reduction)
+            total = (1.0 - config.alpha) * task_loss + config.alpha * brain_loss
+            if not torch.isfinite(total):
+                diverged = True
+                break
+            optimizer.zero_grad()
+            total.backward()
+            optimizer.step()
+            correct = ((outputs[scored] > 0) == (targets[scored] > 0)).sum()
+            sums += [task_loss.item(), brain_loss.item(), total.item(), correct.item(), scored.sum().item()]
+            start_loss = total.item() if start_loss is None else start_loss
+        if diverged or not _parameters_finite(student):
+            diverged = True
+            break
+        n_batches = int(np.ceil(len(order) / config.batch_size))
+        history["task_loss"][epoch], history["transfer_loss"][epoch], history["total_loss"][epoch] = sums[:3] / n_batches
+        history["train_accuracy"][epoch] = sums[3] / sums[4]
+        history["test_loss"][epoch], history["test_accuracy"][epoch] = evaluate(student, test)
+        history["wall_time"][epoch] = time.perf_counter() - start
+        if history["total_loss"][epoch] > config.divergence_factor * max(start_loss, 1e-12):
+            diverged = True
+            break
+    return _history_dataset(history, diverged), diverged
+
+
+def evaluate(student: Any, test: dict) -> tuple[float, float]:
+    """Task loss and accuracy of ``student`` (dropout off) on padded test tensors."""
+    import torch
+
+    student.eval()
+    squared, correct, count = 0.0, 0.0, 0.0
+    with torch.no_grad():
+        for start in range(0, len(test["lengths"]), _EVAL_CHUNK):
+            rows = np.arange(start, min(start + _EVAL_CHUNK, len(test["lengths"])))
+            inputs, targets, scored = _batch(test, rows, test["lengths"])[:3]
+            outputs = student(inputs)[0][scored]
+            squared += float(((outputs - targets[scored]) ** 2).sum())
+            correct += float(((outputs > 0) == (targets[scored] > 0)).sum())
+            count += float(scored.sum())
+    return squared / count, correct / count
+
+
+def shuffle_trials(sessions: Sequence[xr.Dataset], *, seed: int) -> list[xr.Dataset]:
+    """The shuffled control: each session's embedding permuted along ``trial`` (seeded)."""
+    rng = np.random.default_rng([seed, 1])
+    shuffled = []
+    for session in sessions:
+        embedding = session["embedding"]
+        order = rng.permutation(embedding.sizes["trial"])
+        values = np.take(embedding.to_numpy(), order, axis=embedding.dims.index("trial"))
+        shuffled.append(session.assign(embedding=embedding.copy(data=values)))
+    return shuffled
+
+
+# --- input handling ----------------------------------------------------------------------------
+
+
+def _check_config(config: TrainConfig, control: str | None) -> None:
+    check_alpha(config.alpha)
+    if config.transfer not in TRANSFER_LOSSES:
+        raise TrainingError(f"unknown transfer loss {config.transfer!r}", field="transfer",
+                            fix=f"choose one of: {', '.join(TRANSFER_LOSSES)}")
+    if config.reduction not in ("mean", "sum"):
+        raise TrainingError(f"unknown reduction {config.reduction!r}", field="reduction", fix="choose 'mean' or 'sum'")
+    if control not in CONTROLS:
+        raise TrainingError(f"unknown control {control!r}", field="control", fix="pass None or 'shuffled'")
+    for field in ("epochs", "batch_size"):
+        value = getattr(config, field)
+        if int(value) != value or value < 1:
+            raise TrainingError(f"{field} must be a positive integer, got {value}", field=field, fix=f"pass {field}=1 or more")
+    if not config.lr > 0 or not config.temperature > 0 or config.weight_decay < 0:
+        raise TrainingError("lr and temperature must be positive and weight_decay >= 0",
+                            field="lr, temperature, weight_decay", fix="use e.g. lr=1e-4, temperature=0.1, weight_decay=0")
+
+
+def _sessions(derivative: Any) -> tuple[list[xr.Dataset], str | None]:
+    if isinstance(derivative, (str, os.PathLike)):
+        from b2m_neuro.derivative import Derivative
+
+        derivative = Derivative.open(derivative)
+    if hasattr(derivative, "datasets") and hasattr(derivative, "root"):
+        if derivative.kind != "trials":
+            raise TrainingError(f"the derivative holds {derivative.kind!r} embeddings; the trial-sequence tasks need 'trials'",
+                                file=derivative.root, field="kind", fix="embed trial-aligned spike data (load_spikes)")
+        return derivative.datasets(), str(derivative.root)
+    if isinstance(derivative, Sequence) and derivative and all(isinstance(s, xr.Dataset) for s in derivative):
+        return list(derivative), None
+    raise TrainingError(f"cannot train on a {type(derivative).__name__}", field="derivative",
+                        fix="pass a b2m_neuro.Derivative, the path to one, or a list of session xarray Datasets")
+
+
+def _split_options(task: str | TrialSequenceTask, options: dict) -> tuple[TrialSequenceTask, dict]:
+    """Route ``**options`` to the task (the names its constructor takes) and the model (the rest)."""
+    if isinstance(task, TrialSequenceTask):
+        return task, dict(options)
+    from b2m_neuro.tasks import _TASKS
+
+    task_class = _TASKS.get(task)
+    accepted = set(inspect.signature(task_class).parameters) if task_class else set()
+    task_options = {key: value for key, value in options.items() if key in accepted}
+    model_options = {key: value for key, value in options.items() if key not in accepted}
+    return get_task(task, **task_options), model_options
+
+
+def _student(model: str | Any, data: TaskData, align_layer: str | None, options: dict) -> tuple[Any, str, dict]:
+    import torch
+
+    from b2m_neuro.models import get_model
+    from b2m_neuro.models.aligned import AlignedModel
+
+    if isinstance(model, str):
+        network = get_model(model, n_inputs=data.n_inputs, latent_dim=data.latent_dim, **options)
+        name, options = model, {"n_inputs": data.n_inputs, "latent_dim": data.latent_dim, **options}
+        align_layer = align_layer or network.align_layer
+    elif isinstance(model, torch.nn.Module):
+        if options:
+            raise TrainingError(f"options {sorted(options)} are neither task options nor usable with your own model",
+                                field=", ".join(sorted(options)), fix="set them on your model before passing it")
+        if align_layer is None:
+            raise TrainingError("a user model needs the name of the layer to align to the brain", field="align_layer",
+                                fix="pass align_layer='<name>' (one of the names in model.named_modules())")
+        network, name = model, f"{type(model).__module__}.{type(model).__qualname__}"
+    else:
+        raise TrainingError(f"model must be a registered name or a torch.nn.Module, got {type(model).__name__}",
+                            field="model", fix="pass 'gru' or an nn.Module")
+    student = AlignedModel(network, align_layer)
+    _check_width(student, data)
+    return student, name, options
+
+
+def _check_width(student: Any, data: TaskData) -> None:
+    import torch
+
+    with torch.no_grad():
+        width = student(torch.zeros(1, 1, data.n_inputs))[1].shape[-1]
+    if width != data.latent_dim:
+        raise TrainingError(
+            f"the aligned layer {student.align_layer!r} has width {width} but the brain embedding has {data.latent_dim} dimensions",
+            field="align_layer", fix=f"give the aligned layer {data.latent_dim} outputs, or embed with {width} dimensions",
+        )
+
+
+def _registered_model(config: dict) -> Any:
+    from b2m_neuro.models import get_model, known_models
+
+    if config["model"] not in known_models():
+        raise TrainingError(f"the run used your own model {config['model']!r}", field="model",
+                            fix="pass a fresh instance of it: TrainResult.load(path, model=MyModel(...))")
+    options = dict(config["model_options"])
+    return get_model(config["model"], n_inputs=options.pop("n_inputs"), latent_dim=options.pop("latent_dim"), **options)
+
+
+def _device(device: str) -> Any:
+    import torch
+
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
+    if device == "auto":
+        return torch.device(next(name for name in ("cuda", "mps", "cpu") if available[name]))
+    if available.get(str(device).split(":")[0]):
+        return torch.device(device)
+    raise TrainingError(f"device {device!r} is not available here", field="device",
+                        fix="use device='auto' or one of: " + ", ".join(name for name, ok in available.items() if ok))
+
+
+# --- tensors and history -----------------------------------------------------------------------
+
+
+def _tensors(data: TaskData, split: str, device: Any) -> dict:
+    import torch
+
+    names = ("inputs", "targets", "scored", "lengths") + (("brain", "paired") if split == "train" else ())
+    return {name: torch.as_tensor(getattr(data, f"{split}_{name}"), device=device) for name in names}
+
+
+def _batch(tensors: dict, rows: np.ndarray, lengths: np.ndarray) -> tuple:
+    """The rows' tensors, cut to the longest sequence among them (padding is at the end)."""
+    import torch
+
+    index = torch.as_tensor(rows, device=tensors["inputs"].device)
+    steps = int(lengths[rows].max())
+    names = ("inputs", "targets", "scored", "brain", "paired")
+    return tuple(tensors[name][index, :steps] if name in tensors else None for name in names)
+
+
+def _parameters_finite(student: Any) -> bool:
+    import torch
+
+    return all(bool(torch.isfinite(parameter).all()) for parameter in student.parameters())
+
+
+def _history_dataset(history: dict, diverged: bool) -> xr.Dataset:
+    epochs = len(next(iter(history.values())))
+    dataset = xr.Dataset(
+        {name: ("epoch", values, {"description": HISTORY_VARIABLES[name]}) for name, values in history.items()},
+        coords={"epoch": np.arange(1, epochs + 1)},
+    )
+    dataset["wall_time"].attrs["units"] = "s"
+    dataset.attrs["diverged"] = int(diverged)
+    return dataset
+
+
+def _versions() -> dict:
+    import torch
+
+    return {"b2m_neuro": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "xarray": xr.__version__, "python": platform.python_version()}
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,194 @@
+"""load_eeg: per-frame EEG features from BIDS, lazily; frame pairing; real tiny_bids; bad input."""
+
+import shutil
+
+import dask.array as da
+import mne
+import numpy as np
+import pytest
+from PIL import Image
+
+from b2m_neuro.adapters import EEGSpec, load_eeg
+from b2m_neuro.convert import eeg_to_bids
+from b2m_neuro.errors import AdapterError
+from b2m_neuro.simulate import driving_session
+
+RAW_SPEC = EEGSpec(reference=None, l_freq=None, h_freq=None, window=(0.0, 0.05), chunk_s=1.0, pad_s=0.2)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """A recording that is zero except a known value on one channel in each frame's first 50 ms."""
+    sfreq, names = 200.0, ["Fz", "Cz", "Pz", "Oz", "C3", "C4", "T7", "T8"]
+    rng = np.random.default_rng(1)
+    frame_times = np.sort(rng.choice(np.arange(0.5, 19.0, 0.1), 60, replace=False))
+    data = np.zeros((len(names), int(20 * sfreq)))
+    for i, onset in enumerate(frame_times):
+        start = int(round(onset * sfreq))
+        data[i % len(names), start : start + 10] = (i + 1) * 1e-6
+    raw = mne.io.RawArray(data, mne.create_info(names, sfreq, "eeg"), verbose="error")
+    raw.set_montage("standard_1020", verbose="error")
+    frames = np.repeat(np.arange(60, dtype=np.uint8)[:, None, None, None], 4, axis=1).repeat(6, axis=2).repeat(3, axis=3)
+    root = tmp_path_factory.mktemp("planted") / "bids"
+    eeg_to_bids(raw, frame_times=frame_times, frames=frames, bids_root=root, subject="p", task="plant", progress=False)
+    return root, frame_times, names
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    roots = {}
+    for scene in (True, False):
+        s = driving_session(seed=7, duration_s=40, sfreq=256, scene_information=scene)
+        root = tmp_path_factory.mktemp("sim") / "bids"
+        eeg_to_bids(s.raw, frame_times=s.frame_times, frames=s.frames, bids_root=root, subject="01", progress=False)
+        roots[scene] = root
+    return roots, s.ground_truth["amplitude"]
+
+
+def test_frame_i_gets_the_eeg_at_frame_i(planted):
+    root, frame_times, names = planted
+    eeg = load_eeg(root, subject="p", task="plant", spec=RAW_SPEC)
+    assert isinstance(eeg.data, da.Array) and len(eeg.data.chunks[0]) > 5  # lazy, many chunks
+    values = eeg.values
+    expected = np.zeros((60, len(names)), np.float32)
+    expected[np.arange(60), np.arange(60) % len(names)] = np.arange(1, 61)
+    np.testing.assert_allclose(values, expected, atol=1e-4)
+    np.testing.assert_allclose(eeg["onset"], frame_times, atol=1 / 200)
+    for i in (0, 31, 59):
+        assert np.asarray(Image.open(root / "stimuli" / str(eeg["stim_file"].values[i])))[0, 0, 0] == i
+    assert list(eeg["channel"].values) == names and eeg.attrs["units"] == "uV"
+
+
+def test_power_feature_and_average_reference(planted):
+    root, _, names = planted
+    power = load_eeg(root, subject="p", task="plant", spec=EEGSpec(reference=None, l_freq=None, h_freq=None,
+                                                                     window=(0.0, 0.05), feature="power")).values
+    assert power[5, 5 % len(names)] == pytest.approx(36.0, rel=1e-4) and power[5, 0] == pytest.approx(0.0, abs=1e-6)
+    referenced = load_eeg(root, subject="p", task="plant", spec=EEGSpec(l_freq=None, h_freq=None, window=(0.0, 0.05))).values
+    np.testing.assert_allclose(referenced.sum(axis=1), 0, atol=1e-3)
+    assert referenced[7, 7] == pytest.approx(8 * 7 / 8, rel=1e-4)
+
+
+def test_chunking_does_not_change_filtered_features(simulated):
+    roots, _ = simulated
+    small = load_eeg(roots[True], subject="01", task="driving", spec=EEGSpec(chunk_s=3.0, pad_s=3.0))
+    whole = load_eeg(roots[True], subject="01", task="driving", spec=EEGSpec(chunk_s=100.0))
+    assert len(small.data.chunks[0]) > len(whole.data.chunks[0]) == 1
+    np.testing.assert_allclose(small.values, whole.values, atol=0.05 * np.abs(whole.values).std())
+
+
+def test_scene_information_reaches_the_features_and_the_control_has_none(simulated):
+    roots, amplitude = simulated
+    spec = EEGSpec(window=(0.03, 0.09))
+    for scene, low, high in ((True, 0.35, 1.0), (False, -0.2, 0.2)):
+        eeg = load_eeg(roots[scene], subject="01", task="driving", spec=spec)
+        for source, channel in (("visual", "Oz"), ("steer_left", "C3"), ("steer_right", "C4")):
+            r = np.corrcoef(eeg.sel(channel=channel).values, amplitude[source])[0, 1]
+            assert low < r < high, (scene, source, r)
+
+
+def test_output_contract_on_our_own_output(simulated):
+    roots, _ = simulated
+    eeg = load_eeg(roots[True], subject="01", task="driving")
+    assert eeg.dims == ("frame", "channel") and eeg.dtype == np.float32 and eeg.sizes["channel"] == 64
+    assert np.isfinite(eeg[["x", "y", "z"][0]]).all() and eeg.attrs["coordinate_system"] == "CapTrak"
+    assert eeg["stim_file"].values[0] == "sub-01_task-driving/frame-000000.png"
+    assert EEGSpec.from_json(eeg.attrs["spec"]) == EEGSpec()
+    assert len(eeg.attrs["source_sha256"]) == 64 and eeg.attrs["subject"] == "01" and eeg.attrs["session"] == ""
+
+
+def test_real_tiny_bids_picks_eeg_channels_only(data_dir):
+    eeg = load_eeg(data_dir / "tiny_bids", subject="01", session="eeg", task="rest", spec=EEGSpec(event_type=None))
+    assert eeg.sizes == {"frame": 2, "channel": 64}  # of 69: ECG, 2 EOG, GSR, temperature left out
+    assert set(eeg["channel_type"].values) == {"eeg"} and "GSR" not in eeg["channel"]
+    assert list(eeg["trial_type"].values) == ["start_experiment", "show_stimulus"]
+    np.testing.assert_allclose(eeg["onset"], [0.0, 0.2])
+    assert eeg.sel(channel="PO10")["bad"] and np.isfinite(eeg.values).all()
+    assert np.isfinite(eeg["x"]).all() and eeg.attrs["coordinate_system"] == "CapTrak"
+    one = load_eeg(data_dir / "tiny_bids", subject="01", session="eeg", task="rest",
+                   spec=EEGSpec(event_type="show_stimulus", channels=("Cz", "GSR", "Temperature"), reference=None))
+    assert one.sizes == {"frame": 1, "channel": 3} and list(one["channel_type"].values)[1:] == ["gsr", "temperature"]
+    assert np.isfinite(one.values).all()
+
+
+def test_missing_channels_are_listed(data_dir):
+    with pytest.raises(AdapterError) as error:
+        load_eeg(data_dir / "tiny_bids", subject="01", session="eeg", task="rest",
+                 spec=EEGSpec(event_type=None, channels=("Cz", "XX1", "Oz", "XX2")))
+    assert "['XX1', 'XX2']" in str(error.value) and error.value.field == "spec.channels"
+
+
+def test_dataset_without_events_raises(data_dir, tmp_path):
+    root = tmp_path / "tiny"
+    shutil.copytree(data_dir / "tiny_bids", root)
+    for events in root.rglob("*_events.*"):
+        events.unlink()
+    with pytest.raises(AdapterError) as error:
+        load_eeg(root, subject="01", session="eeg", task="rest", spec=EEGSpec(event_type=None))
+    assert error.value.field == "events" and "events.tsv" in str(error.value)
+
+
+def test_unknown_event_type_lists_the_types(data_dir):
+    with pytest.raises(AdapterError) as error:
+        load_eeg(data_dir / "tiny_bids", subject="01", session="eeg", task="rest")
+    assert "show_stimulus" in str(error.value) and error.value.field == "trial_type"
+
+
+def test_corrupt_file_raises(data_dir, tmp_path):
+    root = tmp_path / "tiny"
+    shutil.copytree(data_dir / "tiny_bids", root)
+    header = next(root.rglob("*_eeg.vhdr"))
+    header.write_text("garbage\n")
+    with pytest.raises(AdapterError) as error:
+        load_eeg(root, subject="01", session="eeg", task="rest", spec=EEGSpec(event_type=None))
+    assert error.value.file == str(header) and "cannot be read" in str(error.value)
+
+
+def test_window_outside_the_recording_and_missing_recording(data_dir, tmp_path):
+    with pytest.raises(AdapterError) as error:
+        load_eeg(data_dir / "tiny_bids", subject="01", session="eeg", task="rest",
+                 spec=EEGSpec(event_type=None, window=(-0.1, 0.1)))
+    assert "outside the recording" in str(error.value)
+    with pytest.raises(AdapterError, match="no EEG recording"):
+        load_eeg(data_dir / "tiny_bids", subject="99", session="eeg", task="rest")
+    with pytest.raises(AdapterError, match="not a BIDS dataset"):
+        load_eeg(tmp_path, subject="01", task="rest")
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [({"window": (0.1, 0.0)}, "spec.window"), ({"feature": "median"}, "spec.feature"),
+     ({"reference": "mastoids"}, "spec.reference"), ({"l_freq": 40.0, "h_freq": 1.0}, "spec.h_freq")],
+)
+def test_bad_spec_raises(options, field):
+    with pytest.raises(AdapterError) as error:
+        EEGSpec(**options)
+    assert error.value.field == field
+
+
+def test_spec_json_round_trip_and_unknown_fields():
+    spec = EEGSpec(channels=["Cz", "Pz"], reference=["Cz"], window=[0.0, 0.2], feature="power")
+    assert spec.channels == ("Cz", "Pz") and EEGSpec.from_json(spec.to_json()) == spec
+    with pytest.raises(AdapterError, match="unknown EEG spec fields"):
+        EEGSpec.from_json('{"bandwidth": 3}')
+
+
+def test_features_become_a_frame_derivative_with_the_pairing_kept(planted, tmp_path):
+    from b2m_neuro.derivative import Derivative
+    from b2m_neuro.embedding import embed
+
+    root, frame_times, names = planted
+    eeg = load_eeg(root, subject="p", task="plant", spec=RAW_SPEC)
+    for method, latent in (("identity", len(names)), ("pca", 3)):
+        embedded = embed([eeg], method=method, output_dimension=3, progress=False)
+        derivative = Derivative.create(tmp_path / f"b2m-{method}", embedded, method=method,
+                                       params=embedded[0].attrs["embedding_params"],
+                                       source_datasets=[eeg.attrs["source_file"]], progress=False)
+        assert derivative.kind == "frames" and derivative.latent_dim == latent
+        stored = Derivative.open(tmp_path / f"b2m-{method}").datasets()[0]
+        assert stored["embedding"].dims == ("frame", "latent")
+        np.testing.assert_allclose(stored["onset"], frame_times, atol=1 / 200)
+        assert list(stored["stim_file"].values) == list(eeg["stim_file"].values)
+    np.testing.assert_allclose(stored["embedding"].shape, (60, 3))
+    identity = Derivative.open(tmp_path / "b2m-identity").datasets()[0]["embedding"].values
+    np.testing.assert_allclose(identity, eeg.values, atol=1e-4)  # frame i's EEG stays at frame i

@@ -1,0 +1,47 @@
+"""``b2m-neuro simulate driving`` and ``b2m-neuro convert eeg``, run in-process."""
+
+import numpy as np
+import pandas as pd
+
+from b2m_neuro.adapters import load_eeg
+from b2m_neuro.cli import main
+from b2m_neuro.convert.eeg import read_frame_file
+
+
+def test_simulate_driving_writes_raw_files_and_bids(tmp_path, capsys):
+    code = main(["simulate", "driving", "--out", str(tmp_path / "raw"), "--sessions", "2", "--duration", "8",
+                 "--sfreq", "128", "--bids-root", str(tmp_path / "bids"), "--quiet"])
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == [
+        "sub-01_driving_frames.npz", "sub-01_driving_raw.fif", "sub-02_driving_frames.npz", "sub-02_driving_raw.fif"]
+    participants = pd.read_csv(tmp_path / "bids/participants.tsv", sep="\t")
+    assert list(participants["participant_id"]) == ["sub-01", "sub-02"]
+    eeg = load_eeg(tmp_path / "bids", subject="02", task="driving")
+    assert eeg.sizes["frame"] == len(read_frame_file(tmp_path / "raw/sub-02_driving_frames.npz")["frame_times"])
+    assert "sub-02_task-driving_eeg.vhdr" in capsys.readouterr().out
+    assert main(["simulate", "driving", "--out", str(tmp_path / "raw"), "--duration", "8", "--sfreq", "128"]) == 2
+
+
+def test_convert_eeg_from_a_brainvision_file(data_dir, tmp_path, capsys):
+    frames = tmp_path / "frames.npz"
+    times = np.arange(1.0, 7.0, 0.5)
+    np.savez(frames, frame_times=times, frames=np.zeros((times.size, 4, 4, 3), np.uint8))
+    code = main(["convert", "eeg", str(data_dir / "brainvision_test/test.vhdr"), "--frames", str(frames),
+                 "--bids-root", str(tmp_path / "bids"), "--subject", "07", "--session", "1", "--task", "bv", "--quiet"])
+    assert code == 0
+    eeg = load_eeg(tmp_path / "bids", subject="07", session="1", task="bv")
+    np.testing.assert_allclose(eeg["onset"], times)
+    assert eeg["stim_file"].values[1] == "sub-07_ses-1_task-bv/frame-000001.png"
+    assert (tmp_path / "bids/stimuli" / str(eeg["stim_file"].values[1])).is_file()
+    assert "sub-07_ses-1_task-bv_eeg.vhdr" in capsys.readouterr().out
+
+
+def test_convert_eeg_bad_input_exits_2_with_a_message(data_dir, tmp_path, capsys):
+    frames = tmp_path / "frames.tsv"
+    pd.DataFrame({"onset": [1.0, 99.0]}).to_csv(frames, sep="\t", index=False)
+    code = main(["convert", "eeg", str(data_dir / "brainvision_test/test.vhdr"), "--frames", str(frames),
+                 "--bids-root", str(tmp_path / "bids"), "--subject", "07", "--quiet"])
+    assert code == 2
+    message = capsys.readouterr().err
+    assert "frame_times" in message and "outside the recording" in message and "Traceback" not in message
+    assert not (tmp_path / "bids").exists()

@@ -1,0 +1,53 @@
+import json
+
+import pandas as pd
+import pytest
+import xarray as xr
+from test_sweeps import tiny_session
+
+from b2m_neuro.cli import main
+from b2m_neuro.derivative import Derivative
+
+TINY_ARGS = ["--epochs", "2", "--hidden-size", "8", "--n-test", "16", "--lr", "0.003", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def derivative_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("derivative") / "b2m-identity"
+    Derivative.create(root, [tiny_session()], method="identity", params={}, source_datasets=[], progress=False)
+    return str(root)
+
+
+def test_sweep_then_report(derivative_root, tmp_path, capsys):
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    assert main(["sweep", derivative_root, "--alphas", "0.2", "--seeds", "1", "--controls", "shuffled",
+                 "--out", str(runs), *TINY_ARGS]) == 0
+    assert "sweep: 3 runs in" in capsys.readouterr().out
+    index = pd.read_csv(runs / "index.csv")
+    assert sorted(zip(index.condition, index.strength)) == [("b2m", 0.0), ("b2m", 0.2), ("shuffled", 0.2)]
+    run_file = runs / "runs" / f"{index.run_id[0]}.nc"
+    config = json.loads(xr.open_dataset(run_file, engine="h5netcdf").attrs["train_config"])
+    assert (config["epochs"], config["lr"], config["model_options"]["hidden_size"], config["task_options"]["n_test"]) == (2, 0.003, 8, 16)
+
+    assert main(["report", str(runs), "--out", str(report), "--last", "1", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "# B2M sweep report" in printed and str(report) in printed
+    assert {"trajectories.png", "auc.svg", "final.png", "statistics.md"} <= {p.name for p in report.iterdir()}
+    # a second report into the same folder needs --overwrite
+    assert main(["report", str(runs), "--out", str(report), "--quiet"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--alphas", "1.5"], "alphas must be"), (["--alphas", "0.1", "--engine", "batched"], "not available yet")],
+)
+def test_bad_sweep_is_a_clean_error(derivative_root, tmp_path, capsys, extra, message):
+    assert main(["sweep", derivative_root, "--out", str(tmp_path / "runs"), *extra, *TINY_ARGS]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_report_of_a_folder_that_is_not_a_store(tmp_path, capsys):
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 2
+    assert "not a sweep store" in capsys.readouterr().err

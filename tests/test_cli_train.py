@@ -1,0 +1,38 @@
+import json
+
+from test_models import one_torch_thread  # noqa: F401 (autouse fixture)
+from test_tasks import memory_derivative
+
+from b2m_neuro import TrainResult
+from b2m_neuro.cli import main
+
+SMALL = ["--hidden-size", "8", "--time-stride", "4", "--n-test", "20", "--lr", "0.003", "--quiet"]
+
+
+def test_train_command_writes_a_run_and_prints_a_summary(tmp_path, capsys):
+    derivative = memory_derivative(tmp_path / "b2m-identity", 2, 3)
+    out = tmp_path / "runs" / "x"
+    code = main(["train", str(derivative.root), "--model", "gru", "--alpha", "0.05", "--epochs", "2",
+                 "--control", "shuffled", "--out", str(out), *SMALL])
+    assert code == 0
+    summary = capsys.readouterr().out.strip().splitlines()
+    assert len(summary) == 1 and "gru alpha=0.05" in summary[0] and "2 epochs, test accuracy" in summary[0]
+    assert summary[0].endswith(f"-> {out}")
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["control"] == "shuffled" and config["model_options"]["hidden_size"] == 8
+    assert config["task_options"]["time_stride"] == 4 and config["derivative"] == str(derivative.root)
+    assert TrainResult.load(out).history.sizes["epoch"] == 2
+    # a second run to the same folder needs --overwrite, and is refused before training
+    assert main(["train", str(derivative.root), "--alpha", "0.05", "--epochs", "1", "--out", str(out), *SMALL]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_train_command_reports_bad_input_cleanly(tmp_path, capsys):
+    derivative = memory_derivative(tmp_path / "b2m-identity", 1, 3)
+    assert main(["train", str(derivative.root), "--alpha", "2", "--out", str(tmp_path / "r"), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "alpha must lie in [0, 1]" in err and "Traceback" not in err
+    assert main(["train", str(derivative.root), "--alpha", "0.1", "--model", "lstm", "--out", str(tmp_path / "r"), *SMALL]) == 2
+    assert "unknown model 'lstm'" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "missing"), "--alpha", "0.1", "--out", str(tmp_path / "r"), *SMALL]) == 2
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,91 @@
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from b2m_neuro.errors import SweepError
+from b2m_neuro.report import FIGURES, markdown_table, significance_stars, write_report
+from b2m_neuro.stats import sweep_statistics
+from b2m_neuro.sweeps import SweepResult
+
+EPOCHS = np.arange(1, 21)
+LEVELS = {("b2m", 0.0): 0.70, ("b2m", 0.01): 0.76, ("b2m", 0.1): 0.66, ("shuffled", 0.01): 0.70,
+          ("shuffled", 0.1): 0.65, ("surrogate", 0.01): 0.72, ("surrogate", 0.1): 0.66,
+          ("l2", 1e-4): 0.72, ("l2", 1e-3): 0.69}
+
+
+def learning_curve(plateau, rng, *, diverge=False):
+    accuracy = 0.5 + (plateau - 0.5) * (1 - np.exp(-EPOCHS / 5)) + rng.normal(0, 0.01, EPOCHS.size)
+    loss = 1.0 - (accuracy - 0.5)
+    if diverge:
+        accuracy[-4:], loss[-4:] = np.nan, np.nan
+    return xr.Dataset({"test_accuracy": ("epoch", accuracy), "test_loss": ("epoch", loss), "task_loss": ("epoch", loss),
+                       "transfer_loss": ("epoch", 3 * loss), "wall_time": ("epoch", 0.1 * EPOCHS)}, coords={"epoch": EPOCHS})
+
+
+@pytest.fixture(scope="module")
+def result():
+    rng = np.random.default_rng(1)
+    runs = [({"condition": c, "strength": s, "seed": seed, "diverged": False},
+             learning_curve(level + rng.normal(0, 0.01), rng, diverge=(c, s, seed) == ("b2m", 0.1, 2)))
+            for (c, s), level in LEVELS.items() for seed in range(6)]
+    return SweepResult.from_runs(runs)
+
+
+def parse_markdown_table(text):
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    return pd.DataFrame(rows, columns=header)
+
+
+@pytest.fixture(scope="module")
+def report(result, tmp_path_factory):
+    return write_report(result, tmp_path_factory.mktemp("report") / "report", last=5, progress=False)
+
+
+def test_report_writes_every_figure_and_the_tables(report):
+    for name in FIGURES:
+        png, svg = report / f"{name}.png", report / f"{name}.svg"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+        assert "<svg" in svg.read_text()[:1000]
+    assert sorted(p.name for p in report.iterdir()) == sorted(
+        [f"{n}.{ext}" for n in FIGURES for ext in ("png", "svg")] + ["statistics.csv", "statistics.md"])
+    assert not list(report.parent.glob(".*.partial"))
+
+
+def test_markdown_numbers_equal_the_statistics(result, report):
+    text = (report / "statistics.md").read_text()
+    expected = sweep_statistics(result, last=5)
+    shown = parse_markdown_table(text)
+    assert list(shown.columns) == list(expected.columns) and len(shown) == len(expected) == 18
+    for column in ("strength", "n_runs", "n_diverged", "n_used", "mean", "sem", "u_vs_l2", "p_vs_l2",
+                   "p_vs_shuffled", "p_vs_surrogate", "p_vs_baseline"):
+        numbers = pd.to_numeric(shown[column].replace("", np.nan))
+        np.testing.assert_allclose(numbers, expected[column].astype(float), rtol=5e-4, equal_nan=True)
+    assert (shown.beats_both == expected.beats_both.map({True: "yes", False: "no"}).fillna("")).all()
+    assert "diverged and excluded: 1 (b2m 1, shuffled 0, surrogate 0, l2 0)" in text
+    assert "lambda = 0.0001" in text
+    winners = expected[(expected.measure == "auc") & (expected.beats_both == True)].strength  # noqa: E712
+    assert winners.tolist() == [0.01]
+    assert "(AUC, p < 0.05): 0.01\n" in text
+    pd.testing.assert_frame_equal(pd.read_csv(report / "statistics.csv"), expected, check_dtype=False)
+
+
+def test_overwrite_rules_and_bad_input(result, report, tmp_path):
+    with pytest.raises(SweepError, match="already exists"):
+        write_report(result, report, progress=False)
+    with pytest.raises(SweepError, match="no variable 'accuracy'"):
+        write_report(result, tmp_path / "other", metric="accuracy", progress=False)
+    with pytest.raises(SweepError, match="not a sweep store"):
+        write_report(tmp_path, tmp_path / "other", progress=False)
+    assert not (tmp_path / "other").exists()
+    before = (report / "statistics.md").read_text()
+    write_report(result, report, overwrite=True, progress=False)  # last=10 now: other final means
+    assert (report / "statistics.md").read_text() != before
+
+
+def test_stars_and_markdown_cells():
+    assert [significance_stars(p) for p in (0.0009, 0.001, 0.0099, 0.049, 0.05, np.nan)] == ["***", "**", "**", "*", "", ""]
+    table = pd.DataFrame({"name": ["a", "b"], "n": [3, 4], "p": [0.012345, np.nan], "ok": [True, False]})
+    assert markdown_table(table) == "| name | n | p | ok |\n|---|---|---|---|\n| a | 3 | 0.01235 | yes |\n| b | 4 |  | no |\n"
