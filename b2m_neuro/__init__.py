@@ -39,6 +39,8 @@ _LAZY = {
     "Derivative": "b2m_neuro.derivative",
     "train": "b2m_neuro.training",
     "TrainResult": "b2m_neuro.training",
+    "sweep": "b2m_neuro.sweeps",
+    "SweepResult": "b2m_neuro.sweeps",
 }
 
 __all__ = [

@@ -194,6 +194,7 @@ def _alphas(table: pd.DataFrame) -> list[float]:
 
 def _plot_trajectories(result: xr.Dataset, table: pd.DataFrame, *, metric: str, last: int) -> Any:
     from matplotlib import colormaps
+    from matplotlib.ticker import MaxNLocator
 
     figure, axes = _new_axes(f"{metric.replace('_', ' ')} over training (mean over seeds)")
     epochs = result["epoch"].values
@@ -214,6 +215,7 @@ def _plot_trajectories(result: xr.Dataset, table: pd.DataFrame, *, metric: str, 
         if len(values):
             color = colormaps["viridis"](0.15 + 0.7 * i / max(1, len(alphas) - 1))
             axes.plot(epochs, values.mean(axis=0), color=color, label=f"B2M alpha {alpha:.3g}")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
     axes.set_ylabel(metric.replace("_", " "))
     axes.legend(frameon=False, fontsize="small", loc="best")

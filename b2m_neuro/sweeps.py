@@ -111,8 +111,7 @@ class SweepResult(xr.Dataset):
             raise SweepError("this is not a sweep store (no runs/ folder)", file=store, fix="pass the out= folder of a sweep")
         runs = [_read_run(path) for path in sorted((store / _RUNS).glob("*.nc"))]
         study = _check_one_study(store, [config for config, _, _ in runs])
-        _write_index_if_changed(store, [config | {"diverged": diverged, "n_epochs": history.sizes.get("epoch", 0)}
-                                        for config, diverged, history in runs])
+        _write_index_if_changed(store, _index_rows(runs))
         records = [(config | {"diverged": diverged}, history) for config, diverged, history in runs]
         return cls.from_runs(records, attrs={"store": str(store.resolve()), "study": json.dumps(study, sort_keys=True)})
 
@@ -240,11 +239,7 @@ def surrogate_sessions(derivative: Any, *, seed: int) -> list[xr.Dataset]:
 def rebuild_index(out: str | os.PathLike) -> pd.DataFrame:
     """Rewrite ``out/index.csv`` from the run files and return it."""
     store = Path(out)
-    rows = []
-    for path in sorted((store / _RUNS).glob("*.nc")):
-        config, diverged, history = _read_run(path)
-        rows.append(config | {"diverged": diverged, "n_epochs": history.sizes.get("epoch", 0)})
-    return _write_index(store, rows)
+    return _write_index(store, _index_rows([_read_run(path) for path in sorted((store / _RUNS).glob("*.nc"))]))
 
 
 # ----------------------------------------------------------------------------------- the grid
@@ -398,6 +393,10 @@ def _check_one_study(store: Path, configs: list[Mapping[str, Any]]) -> dict[str,
         raise SweepError("the store holds runs of another study (other derivative, model or training options)",
                          file=store, fix="use a new out= folder for each study")
     return json.loads(studies.pop()) if studies else {}
+
+
+def _index_rows(runs: list[tuple[dict[str, Any], bool, xr.Dataset]]) -> list[dict[str, Any]]:
+    return [config | {"diverged": diverged, "n_epochs": history.sizes.get("epoch", 0)} for config, diverged, history in runs]
 
 
 def _write_index(store: Path, rows: list[Mapping[str, Any]]) -> pd.DataFrame:

@@ -192,3 +192,16 @@ def test_features_become_a_frame_derivative_with_the_pairing_kept(planted, tmp_p
     np.testing.assert_allclose(stored["embedding"].shape, (60, 3))
     identity = Derivative.open(tmp_path / "b2m-identity").datasets()[0]["embedding"].values
     np.testing.assert_allclose(identity, eeg.values, atol=1e-4)  # frame i's EEG stays at frame i
+
+
+def test_a_rewritten_recording_is_read_afresh(tmp_path):
+    info = mne.create_info(["Cz", "Pz"], 100.0, "eeg")
+    frame_times = np.array([1.0, 2.0])
+    values = []
+    for level in (1.0, 5.0):
+        raw = mne.io.RawArray(np.full((2, 400), level * 1e-6), info, verbose="error")
+        eeg_to_bids(raw, frame_times=frame_times, bids_root=tmp_path / "bids", subject="r", task="t", overwrite=True,
+                    progress=False)
+        values.append(load_eeg(tmp_path / "bids", subject="r", task="t", spec=RAW_SPEC).values)
+    np.testing.assert_allclose(values[0], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(values[1], 5.0, rtol=1e-5)

@@ -75,6 +75,13 @@ def test_paper_time_coordinate_is_pre_seconds_then_reaction_time_phase():
     assert list(phase) == ["pre"] * 100 + ["post"] * 100
 
 
+def test_reaction_time_window_alone_is_a_phase_axis():
+    spec = TeacherSpec(align="onset", post=ReactionTimeWindow(n_bins=4))
+    time, phase = spec.time_coordinate()
+    assert spec.time_kind == "rt_phase" and spec.n_time == 4
+    assert np.allclose(time, [0.125, 0.375, 0.625, 0.875]) and list(phase) == ["post"] * 4
+
+
 def test_none_and_names_and_paths_resolve(tmp_path):
     paper = TeacherSpec.preset("paper")
     assert TeacherSpec.resolve(None) == paper == TeacherSpec.resolve("paper")

@@ -305,3 +305,24 @@ def test_missing_and_non_nwb_files(tmp_path):
     with pytest.raises(AdapterError, match="cannot be read as NWB") as info:
         load_spikes(plain, progress=False)
     assert info.value.file == str(plain)
+
+
+def test_missing_alignment_times_name_the_rows(session, tmp_path):
+    _, _, _, trials, _ = session
+    table = trials[["start_time", "stop_time", "stimulus_onset", "reaction_time"]].copy()
+    table.loc[table.index[2], "stimulus_onset"] = np.nan
+    path = write_nwb(tmp_path / "bad_onset.nwb", trials=table)
+    with pytest.raises(AdapterError, match=r"missing or NaN values in column 'stimulus_onset' \(rows 2\)") as info:
+        load_spikes(path, PAPER.replace(task_columns=()), progress=False)
+    assert info.value.field == "trials.stimulus_onset"
+
+
+def test_text_task_columns_become_string_coords(session, tmp_path):
+    _, _, _, trials, _ = session
+    table = trials[["start_time", "stop_time", "stimulus_onset"]].head(4).copy()
+    table["condition"] = ["face", "house", "face", "tool"]
+    path = write_nwb(tmp_path / "text.nwb", trials=table)
+    spec = TeacherSpec(align="stimulus_onset", post=FixedWindow(0.0, 0.5, 0.1), task_columns=("condition",))
+    rates = load_spikes(path, spec, progress=False)
+    assert list(rates["condition"].to_numpy()) == ["face", "house", "face", "tool"]
+    assert rates.shape == (4, 5, 1) and rates.dtype == np.float32

@@ -215,3 +215,15 @@ def test_frame_file_round_trip(session, tmp_path):
     with pytest.raises(ConversionError) as error:
         read_frame_file(tmp_path / "bad.npz")
     assert error.value.field == "frame_times"
+
+
+def test_bad_labels_and_frame_types_raise(session, tmp_path):
+    with pytest.raises(ConversionError) as error:
+        eeg_to_bids(session.raw, frame_times=session.frame_times, bids_root=tmp_path / "out", subject="Jane Doe",
+                    progress=False)
+    assert error.value.field == "subject"
+    with pytest.raises(ConversionError) as error:
+        eeg_to_bids(session.raw, frame_times=session.frame_times, frames=session.frames.astype(float),
+                    bids_root=tmp_path / "out", subject="01", progress=False)
+    assert error.value.field == "frames" and "uint8" in str(error.value)
+    assert list(tmp_path.iterdir()) == []

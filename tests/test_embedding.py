@@ -6,17 +6,6 @@ from b2m_neuro import Derivative, embed
 from b2m_neuro.errors import EmbeddingError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Two busy cores: torch's default thread pool spins; one thread per test worker is faster."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def spike_session(subject, n_units, *, n_trials=40, n_time=20, seed=0):
     """Rates with a planted stimulus signal after time 0, dims (trial, time, unit) as load_spikes gives."""
     rng = np.random.default_rng(seed)
@@ -36,7 +25,7 @@ def spike_session(subject, n_units, *, n_trials=40, n_time=20, seed=0):
             "correct": ("trial", rng.random(n_trials) > 0.3),
             "reaction_time": ("trial", rng.uniform(0.4, 1.2, n_trials)),
         },
-        attrs={"subject": subject, "session": "1", "units": "Hz", "spec": '{"task": "memory"}',
+        attrs={"subject": subject, "session": "1", "units": "Hz", "spec": '{"bin_ms": 10}',
                "source_file": f"/data/sub-{subject}.nwb", "source_sha256": "0" * 64},
     )  # fmt: skip
 
@@ -86,7 +75,7 @@ def test_identity_is_the_activity_with_unit_ids():
 def test_multi_session_cebra_round_trips_through_a_derivative(tmp_path):
     sessions = [spike_session("A", 8), spike_session("B", 11, seed=1)]
     out = embed(sessions, method="cebra", output_dimension=3, max_iterations=20, batch_size=128, device="cpu",
-                progress=False)  # fmt: skip
+                threads=1, progress=False)  # fmt: skip
     assert [ds["embedding"].shape for ds in out] == [(40, 20, 3), (40, 20, 3)]
     norms = np.linalg.norm(out[1]["embedding"].values, axis=-1)
     np.testing.assert_allclose(norms, 1.0, atol=1e-4)  # cosine distance: embeddings on the unit sphere
@@ -102,11 +91,11 @@ def test_multi_session_cebra_round_trips_through_a_derivative(tmp_path):
 
 def test_cebra_single_session_and_eeg_frames():
     (out,) = embed([eeg_session("01")], method="cebra", output_dimension=2, max_iterations=10, batch_size=64,
-                   device="cpu", progress=False)  # fmt: skip
+                   device="cpu", threads=1, task="drive2", progress=False)  # fmt: skip
     assert out["embedding"].dims == ("frame", "latent") and out["embedding"].shape == (80, 2)
     assert out.attrs["embedding_params"]["multi_session"] is False
     assert list(out["stim_file"].values[:2]) == ["frame_0000.png", "frame_0001.png"]
-    assert out.attrs["task"] == "driving"
+    assert out.attrs["task"] == "drive2"  # the task option overrides the recording's attribute
     assert np.isfinite(out["embedding"].values).all()
 
 

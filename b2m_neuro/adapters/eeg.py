@@ -186,11 +186,13 @@ def load_eeg(
     chunk_samples = max(int(spec.chunk_s * sfreq), 1)
     pad = int(spec.pad_s * sfreq)
     group = onsets // chunk_samples
+    stat = Path(_sample_file(source)).stat()
+    version = (stat.st_mtime_ns, stat.st_size)  # a rewritten file is opened afresh
     for value in np.unique(group):
         members = onsets[group == value]
         first, last = int(members.min() + start - pad), int(members.max() + stop + pad)
         task_ = dask.delayed(_chunk_features, pure=True)(
-            str(source), channels, reference, max(first, 0), min(last, info_raw.n_times),
+            (str(source), version), channels, reference, max(first, 0), min(last, info_raw.n_times),
             members, (start, stop), sfreq, spec,
         )
         blocks.append(da.from_delayed(task_, shape=(members.size, len(channels)), dtype=np.float32))
@@ -326,14 +328,15 @@ def _sample_file(source: Path) -> Path:
 
 
 @functools.lru_cache(maxsize=8)
-def _open_raw(path: str) -> mne.io.BaseRaw:
+def _open_raw(path: str, version: tuple[int, int]) -> mne.io.BaseRaw:
+    """Open a recording without reading its samples; cached per file path and version."""
     import mne
 
     return mne.io.read_raw(path, preload=False, verbose="error")
 
 
 def _chunk_features(
-    path: str,
+    file: tuple[str, tuple[int, int]],
     channels: list[str],
     reference: list[str] | None,
     first: int,
@@ -345,8 +348,9 @@ def _chunk_features(
 ) -> np.ndarray:
     """Read samples ``first:last``, re-reference, filter, and reduce each event's window."""
     names = list(dict.fromkeys(channels + (reference or [])))
+    path = file[0]
     try:
-        data = (_open_raw(path).get_data(picks=names, start=first, stop=last) * 1e6).astype(np.float32)  # microvolts
+        data = _open_raw(*file).get_data(picks=names, start=first, stop=last)
     except Exception as error:
         raise AdapterError(
             f"samples {first} to {last} cannot be read ({type(error).__name__}: {error})",
@@ -354,6 +358,7 @@ def _chunk_features(
             field="eeg",
             fix="the file is truncated or corrupt; convert the recording again",
         ) from error
+    data *= 1e6  # microvolts
     if reference is not None:
         data -= data[[names.index(name) for name in reference]].mean(axis=0, keepdims=True)
     data = data[: len(channels)]

@@ -61,7 +61,7 @@ class TrialBins:
         ``(edge,)`` output time index of the bin starting at each edge, -1 for edges that start no
         bin (a window's last edge, the gap between the pre and post windows).
     inv_width
-        ``(trial, edge)`` 1 / bin width (1/s) of the bin starting at each edge, 0 where none.
+        ``(trial, time)`` 1 / bin width (1/s) of each output bin: counts times this are rates in Hz.
     groups
         ``(rows, flat_edges)`` pairs: trials whose windows do not overlap, and their edges
         flattened into one sorted vector.
@@ -79,9 +79,8 @@ class TrialBins:
     def build(cls, edges: np.ndarray, edge_bin: np.ndarray) -> TrialBins:
         """Group the trials and precompute widths; ``edges`` rows must be non-decreasing."""
         edges = np.ascontiguousarray(edges, dtype=np.float64)
-        widths = np.diff(edges, axis=1, append=edges[:, -1:])
-        starts_bin = (edge_bin >= 0)[None, :] & (widths > 0)
-        inv_width = np.divide(1.0, widths, out=np.zeros_like(widths), where=starts_bin)
+        widths = np.diff(edges, axis=1)[:, edge_bin[:-1] >= 0]
+        inv_width = np.divide(1.0, widths, out=np.zeros_like(widths), where=widths > 0)
         groups = tuple((rows, edges[rows].ravel()) for rows in _non_overlapping_groups(edges[:, 0], edges[:, -1]))
         return cls(edges, np.asarray(edge_bin), inv_width, groups, int(edge_bin.max()) + 1)
 
@@ -126,41 +125,40 @@ def trial_edges(spec: TeacherSpec, align_times: np.ndarray, reaction_times: np.n
 
 
 def chunk_rates(spikes: np.ndarray, labels: np.ndarray, n_units: int, bins: TrialBins) -> np.ndarray:
-    """Firing rates (Hz, float64) ``(unit, trial, time)`` of the spikes of ``n_units`` units.
+    """Firing rates (Hz, float32) ``(unit, trial, time)`` of the spikes of ``n_units`` units.
 
     ``spikes`` holds the spike times of all these units (any order), ``labels`` the unit (0 to
     ``n_units - 1``) of each spike.
     """
     n_edges = bins.edges.shape[1]
-    flat_index, weights = [], []
+    flat_index = []
     for rows, flat_edges in bins.groups:
         position = np.searchsorted(flat_edges, spikes, side="right") - 1
         trial_in_group, edge = np.divmod(position, n_edges)
         time_index = bins.edge_bin[edge]
         inside = (position >= 0) & (time_index >= 0)
-        row = rows[trial_in_group[inside]]
-        flat_index.append((labels[inside] * bins.n_trials + row) * bins.n_time + time_index[inside])
-        weights.append(bins.inv_width.ravel().take(row * n_edges + edge[inside]))
-    rates = np.bincount(
-        np.concatenate(flat_index), weights=np.concatenate(weights), minlength=n_units * bins.n_trials * bins.n_time
-    )
-    return rates.reshape(n_units, bins.n_trials, bins.n_time)
+        flat_index.append((labels[inside] * bins.n_trials + rows[trial_in_group[inside]]) * bins.n_time + time_index[inside])
+    counts = np.bincount(np.concatenate(flat_index), minlength=n_units * bins.n_trials * bins.n_time)
+    rates = np.empty((n_units, bins.n_trials, bins.n_time), dtype=np.float32)
+    np.multiply(counts.reshape(rates.shape), bins.inv_width, out=rates, casting="same_kind")
+    return rates
 
 
-def causal_filter(rates: np.ndarray, kernel: np.ndarray, *, block: int = 256) -> np.ndarray:
+def causal_filter(rates: np.ndarray, kernel: np.ndarray, *, block: int = 256, out: np.ndarray | None = None) -> np.ndarray:
     """Causal FIR filter along the last axis: ``y[n] = sum_m kernel[m] * x[n - m]``, zeros before 0.
 
-    Computed as a banded (Toeplitz) matrix product, one block of output columns at a time, so the
-    cost is about ``block + len(kernel)`` multiply-adds per sample on all rows at once.
+    One matrix product of all rows with the banded Toeplitz filter matrix (BLAS), taken in blocks
+    of ``block`` output columns so that long windows do not pay for the whole square matrix.
+    Written into ``out`` (same shape and dtype as ``rates``) when given.
     """
     n_time = rates.shape[-1]
     length = len(kernel)
+    out = np.empty_like(rates) if out is None else out
     if length == 1:
-        return rates * rates.dtype.type(kernel[0])
+        return np.multiply(rates, rates.dtype.type(kernel[0]), out=out)
     lag = np.arange(n_time)[None, :] - np.arange(n_time)[:, None]  # column - row
     toeplitz = np.where((lag >= 0) & (lag < length), kernel[np.clip(lag, 0, length - 1)], 0.0).astype(rates.dtype)
     block = max(block, length)
-    out = np.empty_like(rates)
     for lo in range(0, n_time, block):
         hi = min(lo + block, n_time)
         first = max(0, lo - length + 1)
@@ -180,6 +178,9 @@ def spike_rates(
     progress: bool = False,
 ) -> np.ndarray:
     """Filtered firing rates ``(trial, time, unit)`` float32 (Hz) of the chosen units.
+
+    The result is a transposed view of a unit-major array (each unit's ``(trial, time)`` block is
+    contiguous, so each chunk is written in one piece); ``np.ascontiguousarray`` gives C order.
 
     Parameters
     ----------
@@ -204,8 +205,8 @@ def spike_rates(
     spike_index = np.asarray(spike_index, dtype=np.int64)
     starts = np.concatenate([[0], spike_index[:-1]])
     units = np.asarray(units, dtype=np.int64)
-    out = np.empty((bins.n_trials, bins.n_time, len(units)), dtype=np.float32)
-    per_unit = bins.n_trials * bins.n_time * 16  # float64 rates + float32 copies
+    out = np.empty((len(units), bins.n_trials, bins.n_time), dtype=np.float32)  # unit-major: chunks are contiguous
+    per_unit = bins.n_trials * bins.n_time * 12  # int64 counts + float32 rates
     size = max(1, chunk_bytes // per_unit)
     chunks = [units[lo : lo + size] for lo in range(0, len(units), size)]
     done = 0
@@ -219,11 +220,10 @@ def spike_rates(
         labels = np.repeat(label_of_unit, spike_index[first : last + 1] - starts[first : last + 1])
         if len(chunk) < last - first + 1:  # drop the spikes of units between chosen ones
             spikes, labels = spikes[labels >= 0], labels[labels >= 0]
-        rates = chunk_rates(spikes, labels, len(chunk), bins).astype(np.float32)
-        filtered = causal_filter(rates.reshape(-1, bins.n_time), kernel).reshape(rates.shape)
-        out[:, :, done : done + len(chunk)] = filtered.transpose(1, 2, 0)
+        rates = chunk_rates(spikes, labels, len(chunk), bins)
+        causal_filter(rates.reshape(-1, bins.n_time), kernel, out=out[done : done + len(chunk)].reshape(-1, bins.n_time))
         done += len(chunk)
-    return out
+    return out.transpose(1, 2, 0)
 
 
 # ===================================================================== NWB front end
@@ -256,7 +256,8 @@ def load_spikes(
         reaction-time phase), ``phase`` along time ("pre"/"post"), ``unit`` (units table id),
         ``brain_area`` along unit, scalar ``session`` and ``subject``, and one coord along
         ``trial`` per task column. Attrs: ``units`` ("Hz"), ``spec`` (JSON), ``filter_weights``
-        (JSON), ``source_file``, ``source_sha256``, ``subject``, ``session``.
+        (JSON), ``source_file``, ``source_sha256``, ``subject``, ``session``. The data are
+        unit-major in memory (a transposed view); ``np.ascontiguousarray`` gives C order.
 
     Raises
     ------

@@ -9,21 +9,25 @@ from pathlib import Path
 
 def register(cli) -> None:
     simulate = cli.command(
-        "driving", group="simulate", help="Simulate driving sessions: EEG (FIF) + frames and behaviour (.npz), optionally as BIDS"
+        "driving", group="simulate",
+        help="Simulate driving sessions: EEG (FIF) + frames and behaviour (.npz), optionally as BIDS",
     )
     simulate.add_argument("--out", required=True, help="folder for the raw recordings (created if missing)")
     simulate.add_argument("--sessions", type=int, default=1, help="number of sessions, one subject each (default 1)")
     simulate.add_argument("--duration", type=float, default=60.0, help="seconds per session (default 60)")
-    simulate.add_argument("--sfreq", type=float, default=256.0, help="EEG sampling rate in Hz (default 256; 2048 is realistic)")
+    simulate.add_argument("--sfreq", type=float, default=256.0,
+                          help="EEG sampling rate in Hz (default 256; 2048 is realistic)")
     simulate.add_argument("--frame-rate", type=float, default=8.0, help="frames per second (default 8)")
     simulate.add_argument("--seed", type=int, default=0, help="random seed of the first session (default 0)")
-    simulate.add_argument("--no-scene-information", action="store_true", help="EEG without scene sources (negative control)")
+    simulate.add_argument("--no-scene-information", action="store_true",
+                          help="EEG without scene sources (negative control)")
     simulate.add_argument("--bids-root", default=None, help="also convert every session into this BIDS dataset")
     simulate.add_argument("--overwrite", action="store_true", help="replace existing files")
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
     simulate.set_defaults(run=_simulate_driving)
 
-    convert = cli.command("eeg", group="convert", help="Convert an EEG recording + frame times (and frames) to BIDS")
+    convert = cli.command("eeg", group="convert",
+                          help="Convert an EEG recording + frame times (and frames) to BIDS")
     convert.add_argument("raw", help="EEG recording mne reads (.bdf, .edf, .vhdr, .fif, .set)")
     convert.add_argument("--frames", required=True,
                          help=".npz with frame_times [, frames, behaviour_time, behaviour_<signal>] or .tsv with an onset column")
@@ -32,7 +36,8 @@ def register(cli) -> None:
     convert.add_argument("--session", default=None)
     convert.add_argument("--task", default="driving")
     convert.add_argument("--run", dest="bids_run", type=int, default=None, help="BIDS run index")
-    convert.add_argument("--date-shift-days", type=int, default=None, help="days added to the recording date (default -728)")
+    convert.add_argument("--date-shift-days", type=int, default=None,
+                         help="days added to the recording date (default -728)")
     convert.add_argument("--no-deidentify", action="store_true", help="keep names, birth dates and the true date")
     convert.add_argument("--overwrite", action="store_true", help="replace this recording if it is in the dataset")
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -59,11 +64,11 @@ def _simulate_driving(args: argparse.Namespace) -> None:
             scene_information=not args.no_scene_information,
             subject_id=subject,
         )
-        eeg_file = check_writable_target(out / f"sub-{subject}_driving_raw.fif", overwrite=args.overwrite, error=SimulationError)
+        eeg_file = check_writable_target(out / f"sub-{subject}_driving_raw.fif", overwrite=args.overwrite,
+                                         error=SimulationError)
         _save_fif(session.raw, eeg_file)
-        frame_file = write_frame_file(
-            out / f"sub-{subject}_driving_frames.npz", session.frame_times, frames=session.frames, behaviour=session.behaviour
-        )
+        frame_file = write_frame_file(out / f"sub-{subject}_driving_frames.npz", session.frame_times,
+                                      frames=session.frames, behaviour=session.behaviour)
         print(f"wrote {eeg_file} and {frame_file}")
         if args.bids_root:
             path = eeg_to_bids(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 
@@ -16,13 +17,14 @@ def register(cli) -> None:
     embed.add_argument("--iterations", type=int, default=15000, help="CEBRA training steps (default 15000)")
     embed.add_argument("--batch-size", type=int, default=512, help="CEBRA batch size (default 512)")
     embed.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    embed.add_argument("--threads", type=int, default=None, help="CPU threads while embedding (default: library default)")
     embed.add_argument("--seed", type=int, default=0)
     embed.add_argument("--task", default=None, help="BIDS task label (default: memory for spikes)")
     embed.add_argument("--desc", default=None, help="desc-<label> of the file names (default: the method)")
     embed.add_argument("--figure", type=Path, default=None,
                        help="teacher-quality PNG (default: <out>_quality.png beside the derivative)")  # fmt: skip
     embed.add_argument("--overwrite", action="store_true", help="replace an existing derivative at --out")
-    embed.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    embed.add_argument("--quiet", action="store_true", help="no progress bars")
     embed.set_defaults(run=_embed)
 
     validate = cli.command("validate", help="Check a derivative folder (schema, SHA-256 of every file) and summarize it")
@@ -51,14 +53,15 @@ def nwb_files(inputs: list[Path]) -> list[Path]:
 
 
 def _embed(args: argparse.Namespace) -> None:
-    from b2m_neuro.adapters import load_spikes
+    from b2m_neuro.adapters import TeacherSpec, load_spikes
     from b2m_neuro.derivative import Derivative, check_derivative_target
     from b2m_neuro.embedding import embed, teacher_quality
 
     files = nwb_files(args.inputs)
+    spec = TeacherSpec.resolve(args.spec)
     check_derivative_target(args.out, overwrite=args.overwrite)  # fail now, not after training
     print(f"Loading {len(files)} session(s) with spec {args.spec!r}")
-    rates = [load_spikes(path, args.spec, progress=args.progress) for path in files]
+    rates = [load_spikes(path, spec, progress=not args.quiet) for path in files]
     embedded = embed(
         rates,
         method=args.method,
@@ -66,13 +69,14 @@ def _embed(args: argparse.Namespace) -> None:
         max_iterations=args.iterations,
         batch_size=args.batch_size,
         device=args.device,
+        threads=args.threads,
         seed=args.seed,
         task=args.task,
-        progress=args.progress,
+        progress=not args.quiet,
     )
-    params = {**embedded[0].attrs["embedding_params"], "spec": args.spec}
+    params = {**embedded[0].attrs["embedding_params"], "spec": args.spec, "teacher_spec": json.loads(rates[0].attrs["spec"])}
     derivative = Derivative.create(args.out, embedded, method=args.method, params=params, source_datasets=files,
-                                   desc=args.desc, overwrite=args.overwrite, progress=args.progress)  # fmt: skip
+                                   desc=args.desc, overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
     print(derivative.summary())
     figure = args.figure or args.out.with_name(f"{args.out.name}_quality.png")
     print(teacher_quality(derivative.datasets(), figure=figure).summary())

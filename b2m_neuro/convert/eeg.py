@@ -113,15 +113,20 @@ def eeg_to_bids(
 
     Examples
     --------
+    >>> import pathlib, tempfile
     >>> from b2m_neuro.simulate import driving_session
     >>> s = driving_session(duration_s=6, sfreq=128)
-    >>> path = eeg_to_bids(s.raw, frame_times=s.frame_times, frames=s.frames,
-    ...                    bids_root=tmp / "bids", subject="01", progress=False)  # doctest: +SKIP
+    >>> root = pathlib.Path(tempfile.mkdtemp()) / "bids"
+    >>> eeg_to_bids(s.raw, frame_times=s.frame_times, frames=s.frames, bids_root=root, subject="01",
+    ...             progress=False).name
+    'sub-01_task-driving_eeg.vhdr'
     """
     import mne_bids
 
     raw, source = read_recording(raw_or_path)
     days = check_shift(date_shift_days)
+    for field, label in (("subject", subject), ("session", session), ("task", task)):
+        _check_label(field, label)
     frame_times = _check_frames(raw, source, frame_times, frames)
     bids_root = Path(bids_root)
     entities = {"subject": str(subject), "session": None if session is None else str(session), "task": task, "run": run}
@@ -142,13 +147,17 @@ def eeg_to_bids(
             staged_raw.info["line_freq"] = line_freq or raw.info["line_freq"] or 50.0
             _add_frame_annotations(staged_raw, frame_times)
             bids_path = target.copy().update(root=staging)
-            mne_bids.write_raw_bids(
-                staged_raw,
-                bids_path,
-                anonymize={"daysback": -days, "keep_his": False} if deidentify else None,
-                overwrite=True,
-                verbose="error",
-            )
+            try:
+                mne_bids.write_raw_bids(
+                    staged_raw,
+                    bids_path,
+                    anonymize={"daysback": -days, "keep_his": False} if deidentify else None,
+                    overwrite=True,
+                    verbose="error",
+                )
+            except (ValueError, RuntimeError) as error:
+                raise ConversionError(f"mne-bids cannot write this recording ({error})", file=source, field="raw_or_path",
+                                      fix="check the channel types and the recording's metadata") from error
         stim_dir = _stimulus_folder(bids_path) if frames is not None else None
         _describe_frame_events(bids_path, stim_dir, n_frames=frame_times.size)
         if frames is not None:
@@ -183,6 +192,12 @@ def read_recording(raw_or_path: mne.io.BaseRaw | str | os.PathLike) -> tuple[mne
     return raw, str(path)
 
 
+def _check_label(field: str, label: Any) -> None:
+    if label is not None and not (isinstance(label, str | int) and str(label).isalnum() and str(label).isascii()):
+        raise ConversionError(f"{field} {label!r} is not a BIDS label", field=field,
+                              fix="use letters and digits only (e.g. '01'), never a name")
+
+
 def _check_frames(raw: mne.io.BaseRaw, source: str, frame_times: Any, frames: np.ndarray | None) -> np.ndarray:
     times = np.asarray(frame_times, dtype=float)
     duration = raw.n_times / raw.info["sfreq"]
@@ -203,6 +218,9 @@ def _check_frames(raw: mne.io.BaseRaw, source: str, frame_times: Any, frames: np
         )
     if frames is not None:
         shape = np.shape(frames)
+        if np.asarray(frames[:1]).dtype != np.uint8:
+            raise ConversionError(f"frames must be uint8 images, got {np.asarray(frames[:1]).dtype}", file=source,
+                                  field="frames", fix="convert with np.clip(frames, 0, 255).astype(np.uint8)")
         if len(shape) not in (3, 4) or shape[0] != times.size:
             raise ConversionError(
                 f"frames has shape {shape} but there are {times.size} frame times",
@@ -345,9 +363,6 @@ def _save_frames(frames: np.ndarray, folder: Path, *, progress: bool) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     images = np.asarray(frames)
-    if images.dtype != np.uint8:
-        raise ConversionError(f"frames must be uint8 images, got {images.dtype}", field="frames",
-                              fix="convert with np.clip(frames, 0, 255).astype(np.uint8)")
     for i in track(range(len(images)), description="saving frames", total=len(images), progress=progress):
         Image.fromarray(images[i]).save(folder / f"frame-{i:06d}.png", compress_level=1)
 

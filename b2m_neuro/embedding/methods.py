@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from threadpoolctl import threadpool_limits
 
 from b2m_neuro.errors import EmbeddingError
 
@@ -40,6 +41,7 @@ def embed(
     cebra_options: Mapping[str, Any] | None = None,
     task: str | None = None,
     device: str = "auto",
+    threads: int | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> list[xr.Dataset]:
@@ -69,6 +71,10 @@ min_temperature, distance, conditional
         ``"memory"`` for spikes and ``"driving"`` for EEG.
     device
         ``"auto"`` (GPU when available), ``"cpu"`` or ``"cuda"``; CEBRA only.
+    threads
+        CPU threads for CEBRA and PCA (torch, BLAS, OpenMP) during this call; None keeps the
+        libraries' settings. Small sessions train fastest with ``threads=1``, and on a busy
+        machine a thread pool as large as the core count can be ten times slower.
     seed
         Seeds the numpy and torch global generators (CEBRA samples from both) and PCA.
     progress
@@ -107,7 +113,7 @@ min_temperature, distance, conditional
         _check_output_dimension(sessions, feature_dim, output_dimension)
         if method == "pca":
             params = {"output_dimension": output_dimension, "fit": "per-session", "seed": seed}
-            latents = _pca(matrices, output_dimension=output_dimension, seed=seed)
+            latents = _pca(matrices, output_dimension=output_dimension, seed=seed, threads=threads)
         else:
             params = {
                 "model_architecture": model_architecture,
@@ -126,7 +132,7 @@ min_temperature, distance, conditional
                 "seed": seed,
             }
             labels = [_auxiliary_label(session, kind) for session in sessions]
-            latents = _cebra(matrices, labels, params=params, progress=progress)
+            latents = _cebra(matrices, labels, params=params, threads=threads, progress=progress)
     return [
         _as_dataset(session, latent, kind=kind, feature_dim=feature_dim, method=method, params=params, task=task)
         for session, latent in zip(sessions, latents)
@@ -219,13 +225,16 @@ def _auxiliary_label(session: xr.DataArray, kind: str) -> np.ndarray:
     return np.ascontiguousarray(label.reshape(-1, 1))
 
 
-def _pca(matrices: list[np.ndarray], *, output_dimension: int, seed: int) -> list[np.ndarray]:
+def _pca(matrices: list[np.ndarray], *, output_dimension: int, seed: int, threads: int | None) -> list[np.ndarray]:
     from sklearn.decomposition import PCA
 
-    return [PCA(n_components=output_dimension, random_state=seed).fit_transform(x) for x in matrices]
+    with threadpool_limits(threads):  # after the import: only loaded libraries are limited
+        return [PCA(n_components=output_dimension, random_state=seed).fit_transform(x) for x in matrices]
 
 
-def _cebra(matrices: list[np.ndarray], labels: list[np.ndarray], *, params: dict[str, Any], progress: bool) -> list[np.ndarray]:
+def _cebra(
+    matrices: list[np.ndarray], labels: list[np.ndarray], *, params: dict[str, Any], threads: int | None, progress: bool
+) -> list[np.ndarray]:
     import cebra
     import torch
 
@@ -235,15 +244,16 @@ def _cebra(matrices: list[np.ndarray], labels: list[np.ndarray], *, params: dict
     torch.manual_seed(params["seed"])
     model = cebra.CEBRA(**options, device=device, verbose=progress)
     multi = len(matrices) > 1
-    try:
-        model.fit(matrices if multi else matrices[0], labels if multi else labels[0])
-    except (ValueError, RuntimeError, TypeError) as error:
-        raise EmbeddingError(
-            f"CEBRA could not be trained ({error})",
-            field="cebra_options",
-            fix="check the CEBRA options; each session needs at least as many samples as the model's receptive field",
-        ) from error
-    return [model.transform(x, session_id=i if multi else None) for i, x in enumerate(matrices)]
+    with threadpool_limits(threads):  # after the imports: only loaded libraries are limited
+        try:
+            model.fit(matrices if multi else matrices[0], labels if multi else labels[0])
+        except (ValueError, RuntimeError, TypeError) as error:
+            raise EmbeddingError(
+                f"CEBRA could not be trained ({error})",
+                field="cebra_options",
+                fix="check the CEBRA options; each session needs at least as many samples as the model's receptive field",
+            ) from error
+        return [model.transform(x, session_id=i if multi else None) for i, x in enumerate(matrices)]
 
 
 def _as_dataset(

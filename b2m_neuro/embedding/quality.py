@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
+from threadpoolctl import threadpool_limits
 
 from b2m_neuro.errors import EmbeddingError
 
@@ -116,13 +117,17 @@ def teacher_quality(
         raise EmbeddingError("no embeddings to assess", field="embeddings", fix="pass the output of b2m_neuro.embed")
     names = _names(embeddings)
     rows = []
-    for name, ds in zip(names, embeddings):
-        features = _features(ds)
-        for variable in variables if variables is not None else _default_variables(ds):
-            labels = _labels(ds, variable, name)
-            rows.append({"session": name, "variable": variable, **_decode(features, labels, folds=folds, seed=seed)})
+    import cebra.integrations.sklearn.metrics  # noqa: F401  (load the libraries before limiting their threads)
+    import sklearn.linear_model  # noqa: F401
+
+    with threadpool_limits(1):  # many tiny fits: thread pools only add contention
+        for name, ds in zip(names, embeddings):
+            features = _features(ds)
+            for variable in variables if variables is not None else _default_variables(ds):
+                labels = _labels(ds, variable, name)
+                rows.append({"session": name, "variable": variable, **_decode(features, labels, folds=folds, seed=seed)})
+        consistency = _consistency(embeddings, names)
     decoding = pd.DataFrame(rows, columns=["session", "variable", "metric", "score", "chance", "n_samples", "n_classes"])
-    consistency = _consistency(embeddings, names)
     figure_path = None if figure is None else _plot(embeddings, names, decoding, Path(figure))
     return TeacherQuality(decoding=decoding, consistency=consistency, figure=figure_path)
 

@@ -359,64 +359,70 @@ def _record_eeg(
     scene_gain: float,
     seed: int,
 ) -> tuple[mne.io.RawArray, dict[str, Any]]:
+    """The EEG: scene sources mixed to the scalp, plus background; and the model's ground truth."""
     import mne
 
     montage = mne.channels.make_standard_montage(MONTAGE)
     names, directions = _electrode_directions(montage)
     n_times = int(round(duration_s * sfreq))
-    times = np.arange(n_times) / sfreq
-    index = {name: i for i, name in enumerate(names)}
-
-    # scene sources: one evoked response per frame, scaled by the scene feature
-    evoked = _kernel(sfreq, peak_s=0.06, width_s=0.018, length_s=0.2)
-    source_signals = [
-        np.convolve(_impulses(scene["time"].to_numpy(), amplitude[name].to_numpy(), n_times, sfreq), evoked)[:n_times]
-        for name in SCENE_SOURCES
-    ]
-    # the alert source: a P300-like wave after each near-crash
-    crash_times = scene.loc[scene["near_crash"], "time"].to_numpy() + 0.05
-    p300 = _kernel(sfreq, peak_s=0.35, width_s=0.08, length_s=0.8) * 2.5
-    source_signals.append(np.convolve(_impulses(crash_times, np.ones(crash_times.size), n_times, sfreq), p300)[:n_times])
-    source_names = [*SCENE_SOURCES, "alert"]
-    source_electrodes = [electrode for electrode, _ in SCENE_SOURCES.values()] + ["FCz"]
-    source_directions = directions[[index[e] for e in source_electrodes]]
-    mixing = _falloff(directions, source_directions)
-    data = scene_gain * _EVOKED_UV * (mixing @ np.array(source_signals))
-
-    # background: 1/f sources, occipital alpha, blinks, line noise, sensor noise
-    background_directions = rng.normal(size=(12, 3))
-    background_directions[:, 2] = np.abs(background_directions[:, 2])
-    background_directions /= np.linalg.norm(background_directions, axis=1, keepdims=True)
-    data += 6.0 * _falloff(directions, background_directions) @ _pink_noise(rng, 12, n_times, sfreq)
-    alpha_envelope = 1 + 0.6 * _smooth_noise(rng, times, low_hz=0.05, high_hz=0.4)
-    alpha = 5.0 * alpha_envelope * np.sin(2 * np.pi * rng.uniform(9.5, 11) * times)
-    occipital = directions[[index["O1"], index["Oz"], index["O2"]]].mean(axis=0)
-    data += _falloff(directions, occipital[None] / np.linalg.norm(occipital)) @ alpha[None]
-    blink_times = np.sort(rng.uniform(0, duration_s - 0.5, rng.poisson(0.25 * duration_s)))
-    blinks = np.convolve(_impulses(blink_times, np.ones(blink_times.size), n_times, sfreq), _kernel(sfreq, peak_s=0.15, width_s=0.05, length_s=0.4))[:n_times]
-    frontal_gain = np.clip(directions[:, 1], 0, None) ** 3  # +y points to the nose
-    data += 150.0 * frontal_gain[:, None] * blinks[None]
-    if line_freq < sfreq / 2:
-        data += rng.uniform(0.5, 2.0, (len(names), 1)) * np.sin(2 * np.pi * line_freq * times)[None]
-    data += rng.normal(0, 1.0, data.shape)
-
-    info = mne.create_info(names, sfreq, ch_types="eeg")
-    raw = mne.io.RawArray(data * 1e-6, info, verbose="error")
+    sources, signals = _scene_sources(scene, amplitude, names, directions, n_times=n_times, sfreq=sfreq)
+    mixing = _falloff(directions, sources[["x", "y", "z"]].to_numpy())
+    data = scene_gain * _EVOKED_UV * (mixing @ signals)
+    data += _background(rng, names, directions, n_times=n_times, sfreq=sfreq, line_freq=line_freq)
+    raw = mne.io.RawArray(data * 1e-6, mne.create_info(names, sfreq, ch_types="eeg"), verbose="error")
     raw.set_montage(montage, verbose="error")
     raw.info["line_freq"] = line_freq
     raw.set_meas_date(dt.datetime(2024, 3, 4, 9, 30, tzinfo=dt.timezone.utc) + dt.timedelta(days=seed % 365))
     # fake identifying fields, so that the converters' de-identification has something to remove
     with raw.info._unlock():
-        raw.info["subject_info"] = {"his_id": "SIMDRIVER", "first_name": "Sim", "last_name": "Driver", "birthday": dt.date(1990, 6, 15), "sex": 1}
-    sources = pd.DataFrame(
-        {"name": source_names, "electrode": source_electrodes, "feature": [f for _, f in SCENE_SOURCES.values()] + ["near_crash"]}
-    )
-    sources[["x", "y", "z"]] = source_directions
-    ground_truth = {
-        "sources": sources,
-        "mixing": mixing,
-        "amplitude": amplitude,
-        "near_crash_times": crash_times - 0.05,
-        "seed": seed,
-    }
+        raw.info["subject_info"] = {
+            "his_id": "SIMDRIVER", "first_name": "Sim", "last_name": "Driver", "birthday": dt.date(1990, 6, 15), "sex": 1
+        }
+    near_crash_times = scene.loc[scene["near_crash"], "time"].to_numpy()
+    ground_truth = {"sources": sources, "mixing": mixing, "amplitude": amplitude, "near_crash_times": near_crash_times, "seed": seed}
     return raw, ground_truth
+
+
+def _scene_sources(
+    scene: pd.DataFrame, amplitude: pd.DataFrame, names: list[str], directions: np.ndarray, *, n_times: int, sfreq: float
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The scene sources (name, electrode, feature, x, y, z) and their signals (sources x times, unit peak)."""
+    evoked = _kernel(sfreq, peak_s=0.06, width_s=0.018, length_s=0.2)
+    frame_times = scene["time"].to_numpy()
+    signals = [np.convolve(_impulses(frame_times, amplitude[name].to_numpy(), n_times, sfreq), evoked)[:n_times]
+               for name in SCENE_SOURCES]
+    # the alert source: a P300-like wave after each near-crash
+    crash_times = scene.loc[scene["near_crash"], "time"].to_numpy() + 0.05
+    p300 = 2.5 * _kernel(sfreq, peak_s=0.35, width_s=0.08, length_s=0.8)
+    signals.append(np.convolve(_impulses(crash_times, np.ones(crash_times.size), n_times, sfreq), p300)[:n_times])
+    electrodes = [electrode for electrode, _ in SCENE_SOURCES.values()] + ["FCz"]
+    sources = pd.DataFrame(
+        {"name": [*SCENE_SOURCES, "alert"], "electrode": electrodes,
+         "feature": [feature for _, feature in SCENE_SOURCES.values()] + ["near_crash"]}
+    )
+    sources[["x", "y", "z"]] = directions[[names.index(electrode) for electrode in electrodes]]
+    return sources, np.array(signals)
+
+
+def _background(
+    rng: np.random.Generator, names: list[str], directions: np.ndarray, *, n_times: int, sfreq: float, line_freq: float
+) -> np.ndarray:
+    """Microvolts of 1/f sources, occipital alpha, blinks, line noise and sensor noise."""
+    times = np.arange(n_times) / sfreq
+    spread = rng.normal(size=(12, 3))
+    spread[:, 2] = np.abs(spread[:, 2])  # on the upper half of the head
+    spread /= np.linalg.norm(spread, axis=1, keepdims=True)
+    data = 6.0 * _falloff(directions, spread) @ _pink_noise(rng, 12, n_times, sfreq)
+    alpha_envelope = 1 + 0.6 * _smooth_noise(rng, times, low_hz=0.05, high_hz=0.4)
+    alpha = 5.0 * alpha_envelope * np.sin(2 * np.pi * rng.uniform(9.5, 11) * times)
+    occipital = directions[[names.index("O1"), names.index("Oz"), names.index("O2")]].mean(axis=0)
+    data += _falloff(directions, occipital[None] / np.linalg.norm(occipital)) @ alpha[None]
+    duration_s = n_times / sfreq
+    blink_times = np.sort(rng.uniform(0, duration_s - 0.5, rng.poisson(0.25 * duration_s)))
+    blink_wave = _kernel(sfreq, peak_s=0.15, width_s=0.05, length_s=0.4)
+    blinks = np.convolve(_impulses(blink_times, np.ones(blink_times.size), n_times, sfreq), blink_wave)[:n_times]
+    frontal_gain = np.clip(directions[:, 1], 0, None) ** 3  # +y points to the nose
+    data += 150.0 * frontal_gain[:, None] * blinks[None]
+    if line_freq < sfreq / 2:
+        data += rng.uniform(0.5, 2.0, (len(names), 1)) * np.sin(2 * np.pi * line_freq * times)[None]
+    return data + rng.normal(0, 1.0, data.shape)

@@ -106,7 +106,7 @@ class MemoryTask(TrialSequenceTask):
         stimuli = np.array(layout.stimuli)
         test = []
         for _ in range(100 * self.n_test):
-            first, second = rng.choice(stimuli, size=2, replace=False)
+            first, second = rng.choice(stimuli, size=2, replace=False).tolist()
             shown = _draw_episode(rng, int(rng.choice(lengths)), first, second, stimuli, roles)
             key = (first, second, tuple(shown))
             if key in seen:
@@ -142,10 +142,13 @@ def _draw_episode(rng: np.random.Generator, length: int, first, second, stimuli:
     distractors = stimuli[(stimuli != first) & (stimuli != second)]
     if len(distractors) == 0:
         roles = np.array([roles[0], roles[1] + roles[2], 0.0])
+        distractors = np.array([second])
+    step_roles = rng.choice(3, size=length, p=roles).tolist()
+    step_distractors = distractors[rng.integers(0, len(distractors), size=length)].tolist()
     goal, other = first, second
     shown = []
-    for role in rng.choice(3, size=length, p=roles):
-        stimulus = (goal, other, rng.choice(distractors) if len(distractors) else other)[role]
+    for role, distractor in zip(step_roles, step_distractors):
+        stimulus = (goal, other, distractor)[role]
         shown.append(stimulus)
         if stimulus == goal:
             goal, other = other, goal

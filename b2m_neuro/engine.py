@@ -1,0 +1,684 @@
+"""The training loop, for R >= 1 independent runs at once: ``fit_runs([Run(...), ...])``.
+
+Every run keeps its own seed, episode order, dropout masks, Adam state, alpha, transfer loss, learning
+rate and weight decay, and its history does not depend on which other runs share its group (up to
+float rounding). :func:`b2m_neuro.train` is this loop with R = 1.
+
+How runs are batched
+--------------------
+Runs of the reference GRU (:class:`b2m_neuro.models.gru.ReferenceGRU`) whose shapes agree (hidden
+size, input and latent widths, number of training sequences and batch size) are *grouped*: their
+weights are stacked along a leading run dimension, ``(R, 3H, I)``, ``(R, 3H, H)``, ..., and one
+forward pass computes all of them with batched matrix products. The recurrent layer is
+:func:`stacked_gru`, a hand-written GRU (PyTorch's equations, so it matches ``nn.GRU``) whose backward
+pass through time carries only the gradient of the hidden state from step to step and forms the
+weight gradients ``dW_hh = sum_t dgates_t^T h_(t-1)`` with one batched matrix product over all time
+steps at the end. (Autograd, or ``vmap``, through a stacked loop builds a full ``dW_hh`` at every
+step, which makes it slower than sequential ``nn.GRU`` runs.)
+
+Group size (:func:`auto_group_size`): on a CPU, one time step reads every run's recurrent weights, so
+a group holds as many runs as fit in half of the last-level cache (``4 * 3H * (H + I)`` bytes per
+run; e.g. 5 runs of hidden 512 or 85 of hidden 128 in a 32 MiB L3); larger sweeps are trained as
+several groups, one after the other. On a GPU a group holds every compatible run, limited only by
+the memory the saved activations need. Where ``nn.GRU`` is faster (a lone run on CUDA, where cuDNN
+fuses the whole sequence), a group of one run uses it instead (``backend="auto"``).
+
+Any other student (a user ``torch.nn.Module``) is trained alone (R = 1) through its own forward pass;
+its dropout, if any, draws from torch's global random generator (seeded by :func:`b2m_neuro.train`).
+
+Semantics of one run (identical to the single-run loop it replaces)
+-------------------------------------------------------------------
+Adam (as ``torch.optim.Adam``, weight decay added to the gradient) over batches of training
+sequences in an order drawn each epoch from ``numpy.random.default_rng(config.seed)``; task loss:
+mean squared error at the scored response points; transfer loss
+(:func:`b2m_neuro.transfer.transfer_loss`) between the brain embedding and the aligned layer at the
+paired time points; total ``(1 - alpha) * task + alpha * transfer``. Dropout masks come from the
+run's own ``torch.Generator`` (seeded from ``config.seed``). A run is stopped and marked diverged when
+a batch's total loss is NaN/inf (that epoch stays NaN), when its weights stop being finite, or when an
+epoch's mean total loss exceeds ``divergence_factor`` times the first batch's loss; the other runs of
+its group go on unchanged. After each epoch the run is evaluated on its test set with dropout off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch.autograd.function import once_differentiable
+
+from b2m_neuro._util.progress import track
+from b2m_neuro.errors import TrainingError
+from b2m_neuro.tasks import TaskData
+from b2m_neuro.training import HISTORY_VARIABLES, TrainConfig, _history_dataset
+
+__all__ = ["Run", "fit_runs", "plan_groups", "auto_group_size", "stacked_gru", "StackedAdam", "BACKENDS"]
+
+#: ``backend=`` values: "auto", "stacked" (hand-written batched GRU), "nn.GRU" (one nn.GRU call per run).
+BACKENDS = ("auto", "stacked", "nn.GRU")
+EVAL_CHUNK = 256  # test sequences per evaluation pass
+_FALLBACK_CACHE_BYTES = 32 * 2**20
+_GI_BLOCK_BYTES = 64 * 2**20  # input projections computed this many bytes at a time
+_TRAIN_FIELDS = ("inputs", "targets", "scored", "brain", "paired")
+_TEST_FIELDS = ("inputs", "targets", "scored")
+
+
+@dataclass
+class Run:
+    """One training run.
+
+    Attributes
+    ----------
+    data
+        The task's padded arrays (:meth:`b2m_neuro.tasks.TrialSequenceTask.prepare`).
+    student
+        A :class:`b2m_neuro.models.aligned.AlignedModel` holding the initial weights, already on the
+        training device; it is trained in place (it holds the final weights afterwards).
+    config
+        The run's optimisation settings.
+    """
+
+    data: TaskData
+    student: Any
+    config: TrainConfig
+
+
+def fit_runs(runs: Sequence[Run], *, device: Any = "cpu", group_size: int | None = None, backend: str = "auto",
+             progress: bool = True) -> list[tuple[xr.Dataset, bool]]:
+    """Train several independent runs, batching those whose shapes agree.
+
+    Parameters
+    ----------
+    runs
+        The runs; each student is trained in place.
+    device
+        The torch device the students are on (``"cpu"``, ``"cuda"``, a ``torch.device``).
+    group_size
+        Most runs trained together in one group; ``None`` picks it from the hardware
+        (:func:`auto_group_size`).
+    backend
+        ``"auto"``, ``"stacked"`` (the hand-written batched GRU) or ``"nn.GRU"`` (one ``nn.GRU``
+        call per run); see the module docstring.
+    progress
+        Show a progress bar over each group's epochs.
+
+    Returns
+    -------
+    list of (history, diverged)
+        Per run, in the order of ``runs``: the per-epoch history (``xarray.Dataset`` over ``epoch``,
+        NaN after a divergence) and whether the run diverged.
+
+    Examples
+    --------
+    >>> runs = [Run(data, student, TrainConfig(alpha=a, seed=s)) for ...]  # doctest: +SKIP
+    >>> [(history, diverged), ...] = fit_runs(runs, device="cpu")           # doctest: +SKIP
+    """
+    if backend not in BACKENDS:
+        raise TrainingError(f"unknown engine backend {backend!r}", field="backend", fix=f"choose one of: {', '.join(BACKENDS)}")
+    if group_size is not None and (int(group_size) != group_size or group_size < 1):
+        raise TrainingError(f"group_size must be a positive integer, got {group_size}", field="group_size",
+                            fix="pass None (automatic) or 1 or more")
+    device = torch.device(device)
+    outcomes: list[tuple[xr.Dataset, bool] | None] = [None] * len(runs)
+    for members in plan_groups(runs, device=device, group_size=group_size):
+        group = [runs[i] for i in members]
+        for index, outcome in zip(members, _train_group(group, device, backend, progress)):
+            outcomes[index] = outcome
+    return outcomes
+
+
+def plan_groups(runs: Sequence[Run], *, device: Any = "cpu", group_size: int | None = None) -> list[list[int]]:
+    """Indices of ``runs`` trained together: compatible reference GRUs in groups, other students alone.
+
+    Runs are compatible when their hidden size, input width, latent width, number of training
+    sequences and batch size agree; each set of compatible runs is cut into groups of at most
+    ``group_size`` runs (:func:`auto_group_size` when ``None``), keeping the order of ``runs``.
+    """
+    device = torch.device(device)
+    buckets: dict[Any, list[int]] = {}
+    for index, run in enumerate(runs):
+        key = _stack_key(run)
+        buckets.setdefault(key if key is not None else ("alone", index), []).append(index)
+    groups = []
+    for key, members in buckets.items():
+        if key[0] == "alone":
+            groups.append(members)
+            continue
+        hidden, n_inputs = key[1], key[2]
+        size = group_size or auto_group_size(hidden, n_inputs, device=device, n_runs=len(members))
+        groups += [members[start:start + size] for start in range(0, len(members), size)]
+    return groups
+
+
+def auto_group_size(hidden_size: int, n_inputs: int, *, device: Any = "cpu", n_runs: int = 1,
+                    max_steps: int = 1, batch_size: int = 1) -> int:
+    """How many GRU runs to train together (see the module docstring for the rule).
+
+    CPU: as many runs as fit their recurrent weights (``4 * 3H * (H + I)`` bytes each) into half of
+    the last-level cache (read from ``/sys``; 32 MiB if unknown), at least 1. CUDA: all ``n_runs``,
+    unless the saved activations (about ``4 * 20 * H * max_steps * batch_size`` bytes per run) would
+    exceed half of the free GPU memory. Other devices: all ``n_runs``.
+    """
+    device = torch.device(device)
+    if device.type == "cpu":
+        per_run = 4 * 3 * hidden_size * (hidden_size + n_inputs)
+        return max(1, min(n_runs, (_cache_bytes() // 2) // per_run))
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        per_run = 4 * 20 * hidden_size * max_steps * batch_size
+        return max(1, min(n_runs, (free // 2) // per_run))
+    return max(1, n_runs)
+
+
+# --- the hand-written, stacked GRU -------------------------------------------------------------
+
+
+def stacked_gru(inputs: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
+                b_hh: torch.Tensor) -> torch.Tensor:
+    """R independent one-layer GRUs (PyTorch's equations, zero initial state) in one pass.
+
+    Parameters
+    ----------
+    inputs
+        ``(R, batch, time, I)``.
+    w_ih, w_hh, b_ih, b_hh
+        ``(R, 3H, I)``, ``(R, 3H, H)``, ``(R, 3H)``, ``(R, 3H)``: per run, the ``weight_ih_l0``,
+        ``weight_hh_l0``, ``bias_ih_l0`` and ``bias_hh_l0`` of an ``nn.GRU`` (gates r, z, n).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(R, batch, time, H)``, run r's ``nn.GRU(batch_first=True)`` output sequence. Differentiable
+        with respect to all five arguments.
+    """
+    return _StackedGRUFunction.apply(inputs, w_ih, w_hh, b_ih, b_hh)
+
+
+class _StackedGRUFunction(torch.autograd.Function):
+    """Autograd wrapper of :func:`_gru_forward` / :func:`_gru_backward`."""
+
+    @staticmethod
+    def forward(ctx, inputs, w_ih, w_hh, b_ih, b_hh):
+        hidden, rz, n, gh = _gru_forward(inputs, w_ih, w_hh, b_ih, b_hh)
+        ctx.save_for_backward(inputs, w_ih, w_hh, hidden, rz, n, gh)
+        return hidden[1:].permute(1, 2, 0, 3).contiguous()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        inputs, w_ih, w_hh, hidden, rz, n, gh = ctx.saved_tensors
+        return _gru_backward(grad_output, inputs, w_ih, w_hh, hidden, rz, n, gh, input_grad=ctx.needs_input_grad[0])
+
+
+def _gru_forward(inputs, w_ih, w_hh, b_ih, b_hh, *, keep_steps: list[int] | None = None):
+    """The time loop, on time-major buffers ``(T, R, B, ...)`` so that each step writes contiguous memory.
+
+    Training (``keep_steps=None``): returns ``hidden (T + 1, R, B, H)`` (``hidden[0]`` is the zero
+    initial state) and, for the backward pass, the gates ``r|z (T, R, B, 2H)``, ``n (T, R, B, H)``
+    and the recurrent projections ``W_h h + b_h (T, R, B, 3H)``. Evaluation (``keep_steps``, time
+    indices): returns only the hidden states after those steps, ``(len(keep_steps), R, B, H)``.
+    """
+    runs, size = w_hh.shape[0], w_hh.shape[-1]
+    batch, steps = inputs.shape[1], inputs.shape[2]
+    new = dict(dtype=w_hh.dtype, device=w_hh.device)
+    w_hh_t, b_hh_ = w_hh.transpose(1, 2), b_hh.unsqueeze(1)
+    training = keep_steps is None
+    if training:
+        hidden = torch.zeros(steps + 1, runs, batch, size, **new)
+        rz = torch.empty(steps, runs, batch, 2 * size, **new)
+        n = torch.empty(steps, runs, batch, size, **new)
+        gh = torch.empty(steps, runs, batch, 3 * size, **new)
+    else:
+        kept = torch.empty(len(keep_steps), runs, batch, size, **new)
+        slot_of = {step: slot for slot, step in enumerate(keep_steps)}
+    h = torch.zeros(runs, batch, size, **new)
+    for block_start, gi in _input_projections(inputs, w_ih, b_ih):
+        for offset in range(gi.shape[1]):
+            t = block_start + offset
+            gi_t = gi[:, offset]
+            gh_t = torch.baddbmm(b_hh_, h, w_hh_t, out=gh[t]) if training else torch.baddbmm(b_hh_, h, w_hh_t)
+            rz_t = torch.add(gi_t[..., : 2 * size], gh_t[..., : 2 * size])
+            rz_t = torch.sigmoid(rz_t, out=rz[t]) if training else rz_t.sigmoid_()
+            n_t = torch.addcmul(gi_t[..., 2 * size:], rz_t[..., :size], gh_t[..., 2 * size:])
+            n_t = torch.tanh(n_t, out=n[t]) if training else n_t.tanh_()
+            h = torch.lerp(n_t, h, rz_t[..., size:], out=hidden[t + 1]) if training else torch.lerp(n_t, h, rz_t[..., size:])
+            if not training and t in slot_of:
+                kept[slot_of[t]] = h
+    return (hidden, rz, n, gh) if training else kept
+
+
+def _input_projections(inputs, w_ih, b_ih):
+    """``W_i x_t + b_i`` for all steps, in time blocks of bounded size: yields ``(start, (R, block, B, 3H))``."""
+    runs, gates = w_ih.shape[0], w_ih.shape[1]
+    batch, steps, width = inputs.shape[1], inputs.shape[2], inputs.shape[3]
+    block = max(1, _GI_BLOCK_BYTES // (4 * runs * batch * gates))
+    w_ih_t, b_ih_ = w_ih.transpose(1, 2), b_ih.unsqueeze(1)
+    for start in range(0, steps, block):
+        x = inputs[:, :, start:start + block].transpose(1, 2)  # (R or 1, block, B, I)
+        stop = x.shape[1]
+        flat = x.reshape(x.shape[0], stop * batch, width)
+        projected = torch.matmul(flat, w_ih_t) + b_ih_ if flat.shape[0] == runs else \
+            torch.matmul(flat.expand(runs, -1, -1), w_ih_t) + b_ih_
+        yield start, projected.view(runs, stop, batch, gates)
+
+
+def _gru_backward(grad_output, inputs, w_ih, w_hh, hidden, rz, n, gh, *, input_grad: bool):
+    """Backward through time carrying only ``dL/dh``; weight gradients by one matmul over all steps."""
+    runs, size = w_hh.shape[0], w_hh.shape[-1]
+    steps, batch = rz.shape[0], rz.shape[2]
+    r, z = rz[..., :size], rz[..., size:]
+    previous = hidden[:-1]
+    # dL/dh_t times these factors gives the gradients of the gate pre-activations (all forward-only)
+    to_n = (1 - z) * (1 - n * n)                          # -> d(W_in x + b_in + r * (W_hn h + b_hn))
+    factors = torch.cat([to_n * gh[..., 2 * size:] * r * (1 - r),   # -> d(r pre-activation)
+                         (previous - n) * z * (1 - z),              # -> d(z pre-activation)
+                         to_n * r], dim=-1)                         # -> d(W_hn h + b_hn)
+    grad_gh = torch.empty_like(gh)
+    grad_h = torch.empty_like(previous)
+    upstream = grad_output.permute(2, 0, 1, 3)  # (T, R, B, H)
+    carry = torch.zeros(runs, batch, size, dtype=w_hh.dtype, device=w_hh.device)
+    for t in range(steps - 1, -1, -1):
+        dh = torch.add(upstream[t], carry, out=grad_h[t])
+        torch.mul(factors[t].view(runs, batch, 3, size), dh.unsqueeze(2), out=grad_gh[t].view(runs, batch, 3, size))
+        carry = torch.baddbmm(dh * z[t], grad_gh[t], w_hh)
+    grad_gi = torch.cat([grad_gh[..., : 2 * size], grad_h * to_n], dim=-1)
+    time_major_inputs = inputs.transpose(1, 2).transpose(0, 1)  # (T, R, B, I)
+    grad_w_hh = torch.einsum("trbg,trbh->rgh", grad_gh, previous)
+    grad_w_ih = torch.einsum("trbg,trbi->rgi", grad_gi, time_major_inputs)
+    grad_b_hh = grad_gh.sum((0, 2))
+    grad_b_ih = grad_gi.sum((0, 2))
+    grad_inputs = torch.einsum("trbg,rgi->rbti", grad_gi, w_ih) if input_grad else None
+    return grad_inputs, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
+
+
+# --- Adam over stacked runs --------------------------------------------------------------------
+
+
+class StackedAdam:
+    """Adam over tensors whose first dimension is the run, with per-run learning rate and weight decay.
+
+    The arithmetic of ``torch.optim.Adam`` (not AMSGrad; weight decay added to the gradient, L2
+    style, as torch does). Runs marked inactive in :meth:`step` are left untouched (their weights do
+    not move, whatever their gradients hold).
+
+    Parameters
+    ----------
+    params
+        Tensors ``(R, ...)`` updated in place.
+    lr, weight_decay
+        One value per run.
+    betas, eps
+        As ``torch.optim.Adam``.
+    """
+
+    def __init__(self, params: Sequence[torch.Tensor], *, lr: Sequence[float], weight_decay: Sequence[float],
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params = list(params)
+        self.lr = np.asarray(lr, dtype=np.float64)
+        reference = self.params[0]
+        self.weight_decay = torch.as_tensor(np.asarray(weight_decay, np.float64), dtype=reference.dtype,
+                                            device=reference.device)
+        self.betas, self.eps = betas, eps
+        self.steps = 0
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    def step(self, grads: Sequence[torch.Tensor | None], active: torch.Tensor | None = None) -> None:
+        """One Adam step with ``grads`` (``None`` for a tensor without gradient: skipped).
+
+        ``active`` is a boolean ``(R,)`` tensor; inactive runs are not updated.
+        """
+        beta1, beta2 = self.betas
+        self.steps += 1
+        correction1 = 1 - beta1 ** self.steps
+        correction2_sqrt = math.sqrt(1 - beta2 ** self.steps)
+        reference = self.params[0]
+        step_size = torch.as_tensor(self.lr / correction1, device=reference.device).to(reference.dtype)
+        if active is not None:
+            step_size = step_size * active.to(reference.dtype)
+        with torch.no_grad():
+            for param, grad, exp_avg, exp_avg_sq in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
+                if grad is None:
+                    continue
+                shape = (-1,) + (1,) * (param.ndim - 1)
+                grad = grad + self.weight_decay.view(shape) * param
+                if active is not None:
+                    grad = torch.where(active.view(shape), grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
+                exp_avg.lerp_(grad, 1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                denom = (exp_avg_sq.sqrt() / correction2_sqrt).add_(self.eps)
+                param.sub_(step_size.view(shape) * exp_avg / denom)
+
+
+# --- models of a group -------------------------------------------------------------------------
+
+
+def _stack_key(run: Run) -> tuple | None:
+    """The shape key of a stackable reference-GRU run, ``None`` for any other student."""
+    from b2m_neuro.models.gru import ReferenceGRU
+
+    network = getattr(run.student, "model", None)
+    if type(network) is not ReferenceGRU or run.student.align_layer != "embedding":
+        return None
+    gru = network.gru
+    return ("gru", gru.hidden_size, gru.input_size, network.embedding.out_features,
+            len(run.data.train_lengths), int(run.config.batch_size))
+
+
+class _StackedGRUs:
+    """R reference GRUs with weights stacked along a leading run dimension."""
+
+    _NAMES = ("w_ih", "w_hh", "b_ih", "b_hh", "w_emb", "b_emb", "w_out", "b_out")
+
+    def __init__(self, students: Sequence[Any], configs: Sequence[TrainConfig], device: Any, backend: str) -> None:
+        networks = [student.model for student in students]
+        self.students = students
+        self.device = device
+        modules = [(n.gru.weight_ih_l0, n.gru.weight_hh_l0, n.gru.bias_ih_l0, n.gru.bias_hh_l0, n.embedding.weight,
+                    n.embedding.bias, n.output.weight, n.output.bias) for n in networks]
+        self.weights = {name: torch.stack([m[i].detach() for m in modules]).to(device).requires_grad_()
+                        for i, name in enumerate(self._NAMES)}
+        self.hidden_size = networks[0].gru.hidden_size
+        self.dropout = [float(n.dropout.p) for n in networks]
+        self.output_range = torch.tensor([float(n.output_range) for n in networks], device=device).view(-1, 1, 1)
+        self.generators = [_seeded_generator(config.seed, device) for config in configs]
+        if backend == "auto":
+            backend = "nn.GRU" if device.type == "cuda" and len(students) == 1 else "stacked"
+        self.backend = backend
+        if backend == "nn.GRU":
+            self.template = torch.nn.GRU(networks[0].gru.input_size, self.hidden_size, batch_first=True).to(device)
+
+    @property
+    def parameters(self) -> list[torch.Tensor]:
+        return list(self.weights.values())
+
+    def gradients(self) -> list[torch.Tensor | None]:
+        return [weight.grad for weight in self.weights.values()]
+
+    def zero_grad(self) -> None:
+        for weight in self.weights.values():
+            weight.grad = None
+
+    def forward(self, inputs: torch.Tensor, lengths: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training pass: ``inputs (R, B, T, I)`` -> outputs ``(R, B, T)``, aligned layer ``(R, B, T, L)``.
+
+        Run r's dropout mask covers its own ``(B, lengths[r], H)`` steps, drawn from its generator.
+        """
+        hidden = self._recurrent(inputs, self.weights)
+        return self._head(hidden * self._dropout_scale(hidden.shape, lengths), self.weights)
+
+    def predict(self, inputs: torch.Tensor, runs: Sequence[int], steps: Sequence[int]) -> torch.Tensor:
+        """Evaluation pass (dropout off) of ``runs`` on shared ``inputs (1, B, T, I)``: ``(R', B, len(steps))``."""
+        weights = {name: value.detach()[list(runs)] for name, value in self.weights.items()}
+        with torch.no_grad():
+            if self.backend == "stacked":
+                kept = _gru_forward(inputs, weights["w_ih"], weights["w_hh"], weights["b_ih"], weights["b_hh"],
+                                    keep_steps=list(steps))
+                hidden = kept.permute(1, 2, 0, 3)
+            else:
+                hidden = self._recurrent(inputs.expand(len(runs), -1, -1, -1), weights)[:, :, list(steps)]
+            outputs, _ = self._head(hidden, weights, self.output_range[list(runs)])
+        return outputs
+
+    def finite(self) -> np.ndarray:
+        with torch.no_grad():
+            flags = torch.stack([torch.isfinite(w.detach()).flatten(1).all(1) for w in self.weights.values()]).all(0)
+        return flags.cpu().numpy()
+
+    def write_back(self) -> None:
+        """Copy each run's trained weights into its student."""
+        with torch.no_grad():
+            for index, student in enumerate(self.students):
+                n = student.model
+                targets = (n.gru.weight_ih_l0, n.gru.weight_hh_l0, n.gru.bias_ih_l0, n.gru.bias_hh_l0,
+                           n.embedding.weight, n.embedding.bias, n.output.weight, n.output.bias)
+                for target, name in zip(targets, self._NAMES):
+                    target.copy_(self.weights[name][index])
+
+    def _recurrent(self, inputs, weights):
+        names = ("w_ih", "w_hh", "b_ih", "b_hh")
+        if self.backend == "stacked":
+            return stacked_gru(inputs, *(weights[name] for name in names))
+        torch_names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+        outputs = [torch.func.functional_call(self.template, {t: weights[n][r] for t, n in zip(torch_names, names)},
+                                              (inputs[r],))[0] for r in range(inputs.shape[0])]
+        return torch.stack(outputs)
+
+    def _dropout_scale(self, shape, lengths: Sequence[int]):
+        runs, batch, steps, size = shape
+        scale = torch.ones(shape, device=self.device)
+        for r, (p, generator) in enumerate(zip(self.dropout, self.generators)):
+            if p == 0:
+                continue
+            if p == 1:
+                scale[r] = 0.0
+                continue
+            mask = torch.empty(batch, int(lengths[r]), size, device=self.device).bernoulli_(1 - p, generator=generator)
+            scale[r, :, : int(lengths[r])] = mask / (1 - p)
+        return scale
+
+    def _head(self, hidden, weights, output_range=None):
+        """Embedding layer (the aligned one) and scaled-sigmoid output of ``hidden (R, B, T, H)``."""
+        runs, batch, steps, size = hidden.shape
+        flat = hidden.reshape(runs, batch * steps, size)
+        embedding = torch.baddbmm(weights["b_emb"].unsqueeze(1), flat, weights["w_emb"].transpose(1, 2))
+        logit = torch.baddbmm(weights["b_out"].unsqueeze(1), embedding, weights["w_out"].transpose(1, 2))
+        output_range = self.output_range if output_range is None else output_range
+        outputs = output_range * (2.0 * torch.sigmoid(logit) - 1.0)
+        return outputs.view(runs, batch, steps), embedding.view(runs, batch, steps, -1)
+
+
+class _SingleModule:
+    """Any other student, trained alone through its own forward pass (R = 1)."""
+
+    def __init__(self, student: Any) -> None:
+        self.student = student
+        self.parameters = [p.detach().unsqueeze(0) for p in student.parameters()]  # views: updates land in place
+
+    def gradients(self) -> list[torch.Tensor | None]:
+        return [None if p.grad is None else p.grad.unsqueeze(0) for p in self.student.parameters()]
+
+    def zero_grad(self) -> None:
+        self.student.zero_grad(set_to_none=True)
+
+    def forward(self, inputs: torch.Tensor, lengths: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        self.student.train()
+        outputs, embedding = self.student(inputs[0])
+        return outputs.unsqueeze(0), embedding.unsqueeze(0)
+
+    def predict(self, inputs: torch.Tensor, runs: Sequence[int], steps: Sequence[int]) -> torch.Tensor:
+        self.student.eval()
+        with torch.no_grad():
+            return self.student(inputs[0])[0][:, list(steps)].unsqueeze(0)
+
+    def finite(self) -> np.ndarray:
+        return np.array([all(bool(torch.isfinite(p).all()) for p in self.student.parameters())])
+
+    def write_back(self) -> None:
+        """Nothing to do: the student's own parameters were trained."""
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+
+def _train_group(runs: Sequence[Run], device: Any, backend: str, progress: bool) -> list[tuple[xr.Dataset, bool]]:
+    """Train one group (compatible runs, or one lone student) with the shared loop."""
+    configs = [run.config for run in runs]
+    if _stack_key(runs[0]) is None:
+        model = _SingleModule(runs[0].student)
+    else:
+        model = _StackedGRUs([run.student for run in runs], configs, device, backend)
+    pool = _TensorPool(device)
+    train = [pool.tensors(run.data, "train") for run in runs]
+    test = [pool.tensors(run.data, "test") for run in runs]
+    optimizer = StackedAdam(model.parameters, lr=[c.lr for c in configs], weight_decay=[c.weight_decay for c in configs])
+    n_runs, n_train = len(runs), len(runs[0].data.train_lengths)
+    n_batches = int(np.ceil(n_train / configs[0].batch_size))
+    order_rngs = [np.random.default_rng(c.seed) for c in configs]
+    epochs = np.array([c.epochs for c in configs])
+    history = [{name: np.full(c.epochs, np.nan) for name in HISTORY_VARIABLES} for c in configs]
+    start_loss = np.full(n_runs, np.nan)  # each run's first batch loss: the yardstick for divergence
+    diverged = np.zeros(n_runs, bool)
+    active = np.ones(n_runs, bool)
+    start = time.perf_counter()
+    description = f"training {n_runs} runs" if n_runs > 1 else "training"
+    for epoch in track(range(int(epochs.max())), description=description, total=int(epochs.max()), progress=progress):
+        active &= epoch < epochs
+        if not active.any():
+            break
+        sums = np.zeros((n_runs, 5))  # task, transfer, total, correct responses, scored responses
+        batches = [np.array_split(rng.permutation(n_train), n_batches) for rng in order_rngs]
+        for b in range(n_batches):
+            rows = [batches[r][b] for r in range(n_runs)]
+            batch = _gather(train, rows, [run.data.train_lengths for run in runs], _TRAIN_FIELDS)
+            outputs, embedding = model.forward(batch["inputs"], batch["steps"])
+            task, transfer, total, correct, scored = _losses(outputs, embedding, batch, configs)
+            values = torch.stack([task.detach(), transfer.detach(), total.detach(), correct, scored]).cpu().numpy()
+            blown = active & ~np.isfinite(values[2])
+            diverged |= blown
+            active &= ~blown
+            start_loss = np.where(np.isnan(start_loss) & active, values[2], start_loss)
+            if not active.any():
+                break
+            model.zero_grad()
+            total[torch.as_tensor(np.flatnonzero(active), device=total.device)].sum().backward()
+            optimizer.step(model.gradients(), torch.as_tensor(active, device=device))
+            sums[active] += values.T[active]
+        model_finite = model.finite()
+        diverged |= active & ~model_finite
+        active &= model_finite
+        done = np.flatnonzero(active)
+        if done.size == 0:
+            continue
+        test_loss, test_accuracy = _evaluate(model, test, done, [run.data.test_lengths for run in runs])
+        elapsed = time.perf_counter() - start
+        for r in done:
+            record = history[r]
+            record["task_loss"][epoch], record["transfer_loss"][epoch], record["total_loss"][epoch] = sums[r, :3] / n_batches
+            record["train_accuracy"][epoch] = sums[r, 3] / sums[r, 4]
+            record["test_loss"][epoch], record["test_accuracy"][epoch] = test_loss[r], test_accuracy[r]
+            record["wall_time"][epoch] = elapsed
+            if record["total_loss"][epoch] > configs[r].divergence_factor * max(start_loss[r], 1e-12):
+                diverged[r], active[r] = True, False
+    model.write_back()
+    return [(_history_dataset(history[r], bool(diverged[r])), bool(diverged[r])) for r in range(n_runs)]
+
+
+def _losses(outputs, embedding, batch: dict, configs: Sequence[TrainConfig]):
+    """Per-run task, transfer and total loss, correct and scored response counts, each ``(R,)``."""
+    from b2m_neuro.transfer import transfer_loss
+
+    scored, targets = batch["scored"], batch["targets"]
+    n_scored = scored.sum((1, 2))
+    task = (((outputs - targets) ** 2) * scored).sum((1, 2)) / n_scored
+    correct = (((outputs > 0) == (targets > 0)) & scored).sum((1, 2))
+    transfer = torch.stack([
+        transfer_loss(c.transfer, batch["brain"][r][batch["paired"][r]], embedding[r][batch["paired"][r]],
+                      temperature=c.temperature, reduction=c.reduction)
+        for r, c in enumerate(configs)])
+    alpha = torch.tensor([c.alpha for c in configs], dtype=task.dtype, device=task.device)
+    total = (1.0 - alpha) * task + alpha * transfer
+    return task, transfer, total, correct.to(task.dtype), n_scored.to(task.dtype)
+
+
+def _evaluate(model, test: Sequence[dict], runs: np.ndarray, lengths: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Test loss and accuracy (dropout off) of ``runs``; runs sharing a test set are evaluated together."""
+    loss, accuracy = np.full(len(test), np.nan), np.full(len(test), np.nan)
+    by_test_set: dict[int, list[int]] = {}
+    for r in runs:
+        by_test_set.setdefault(id(test[r]), []).append(int(r))
+    for members in by_test_set.values():
+        tensors, n_test = test[members[0]], len(lengths[members[0]])
+        squared, correct, count = np.zeros(len(members)), np.zeros(len(members)), 0.0
+        for chunk_start in range(0, n_test, EVAL_CHUNK):
+            rows = np.arange(chunk_start, min(chunk_start + EVAL_CHUNK, n_test))
+            batch = _gather([tensors], [rows], [lengths[members[0]]], _TEST_FIELDS)
+            scored = batch["scored"][0]
+            steps = torch.nonzero(scored.any(0)).flatten().tolist()
+            outputs = model.predict(batch["inputs"], members, steps)
+            targets, scored = batch["targets"][0][:, steps], scored[:, steps]
+            squared += (((outputs - targets) ** 2) * scored).sum((1, 2)).cpu().numpy()
+            correct += (((outputs > 0) == (targets > 0)) & scored).sum((1, 2)).cpu().numpy()
+            count += float(scored.sum())
+        loss[members], accuracy[members] = squared / count, correct / count
+    return loss, accuracy
+
+
+def _gather(tensors: Sequence[dict], rows: Sequence[np.ndarray], lengths: Sequence[np.ndarray],
+            fields: Sequence[str]) -> dict:
+    """Run r's rows of its tensors, padded at the end to the longest sequence of any run: ``(R, B, T, ...)``.
+
+    ``"steps"`` holds each run's own batch length (its longest sequence).
+    """
+    steps = [int(length[row].max()) for length, row in zip(lengths, rows)]
+    longest = max(steps)
+    batch = {"steps": steps}
+    shared = all(t is tensors[0] for t in tensors)
+    for field in fields:
+        if shared:
+            index = torch.as_tensor(np.stack(rows), device=tensors[0][field].device)
+            batch[field] = tensors[0][field][index, :longest]
+        else:
+            parts = [_pad_to(t[field][torch.as_tensor(row, device=t[field].device), :longest], longest)
+                     for t, row in zip(tensors, rows)]
+            batch[field] = torch.stack(parts)
+    return batch
+
+
+def _pad_to(tensor, steps: int):
+    if tensor.shape[1] == steps:
+        return tensor
+    padding = tensor.new_zeros((tensor.shape[0], steps - tensor.shape[1]) + tuple(tensor.shape[2:]))
+    return torch.cat([tensor, padding], dim=1)
+
+
+class _TensorPool:
+    """Device copies of a task's arrays, one per distinct content (runs usually share theirs)."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self._by_content: dict[tuple, Any] = {}
+        self._by_fields: dict[tuple, dict] = {}
+
+    def tensors(self, data: TaskData, split: str) -> dict:
+        """The ``split`` ("train" or "test") tensors of ``data``; the same dict for equal contents."""
+        fields = _TRAIN_FIELDS if split == "train" else _TEST_FIELDS
+        tensors = {field: self._tensor(getattr(data, f"{split}_{field}")) for field in fields}
+        key = tuple(id(tensor) for tensor in tensors.values())
+        return self._by_fields.setdefault(key, tensors)
+
+    def _tensor(self, array: np.ndarray):
+        array = np.ascontiguousarray(array)
+        key = (array.shape, array.dtype.str, hashlib.blake2b(array.data, digest_size=16).digest())
+        if key not in self._by_content:
+            self._by_content[key] = torch.as_tensor(array, device=self.device)
+        return self._by_content[key]
+
+
+def _seeded_generator(seed: int, device: Any):
+    """The run's dropout generator, seeded from its seed (a stream separate from weights and order)."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(np.random.SeedSequence([int(seed), 2]).generate_state(1, np.uint64)[0]))
+    return generator
+
+
+def _cache_bytes() -> int:
+    """Size of the CPU's last-level cache, from ``/sys`` (32 MiB when unknown)."""
+    best = 0
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            text = (index / "size").read_text().strip().upper()
+        except OSError:
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            best = max(best, int(digits) * scale)
+    return best or _FALLBACK_CACHE_BYTES
