@@ -207,10 +207,11 @@ def _netcdf_dataset(session: _Session, *, method: str, desc: str, history: str) 
             **ds.attrs,
             "Conventions": "CF-1.10",
             "title": f"b2m_neuro {method} brain embedding, {session.key}",
-            "institution": ds.attrs.get("institution", "unknown"),
             "source": ds.attrs.get("source_file", "unknown"),
             "history": history,
-            "references": "Brain2Model learning; CEBRA: Schneider, Lee & Mathis (2023), Nature 617, 360-368",
+            "references": "CEBRA: Schneider, Lee & Mathis (2023), Nature 617, 360-368"
+            if method == "cebra"
+            else "b2m_neuro (Brain2Model learning)",
             "comment": "Open with xarray.open_dataset(path). 'embedding' holds one latent vector per "
             + ("time bin of each trial." if session.kind == "trials" else "stimulus frame."),
             "subject": session.subject,
@@ -402,7 +403,8 @@ class Derivative:
         desc
             The ``desc-<label>`` entity of the file names; defaults to ``method``.
         overwrite
-            Replace an existing b2m_neuro derivative at ``root``.
+            Replace an existing b2m_neuro derivative (or empty folder) at ``root``; any other
+            existing folder is refused.
         progress
             Show a progress bar while writing.
 
@@ -410,6 +412,21 @@ class Derivative:
         -------
         Derivative
             The written derivative, opened (and so checked) from disk.
+
+        Raises
+        ------
+        DerivativeError
+            No sessions; a session without ``embedding`` of the expected dims, or without
+            ``subject``/``task``; labels without letters or digits, or two sessions with the same
+            labels; sessions of different kinds or latent sizes; missing source files; parameters
+            that are not JSON; an existing ``root`` without ``overwrite``. Nothing is written then.
+
+        Examples
+        --------
+        >>> embedded = b2m_neuro.embed(rates, method="pca", output_dimension=7)  # doctest: +SKIP
+        >>> d = Derivative.create("derivatives/b2m-pca", embedded, method="pca",
+        ...                       params=embedded[0].attrs["embedding_params"],
+        ...                       source_datasets=["sub-01/sub-01_ses-1_ecephys.nwb"])  # doctest: +SKIP
         """
         root = Path(root)
         desc = bids_label(desc if desc is not None else method, field="desc")
@@ -545,7 +562,9 @@ def _write_dataset_files(
         description["GeneratedBy"].append({"Name": "cebra", "Version": _package_version("cebra")})
     description["SourceDatasets"] = sources
     files = sorted(
-        path.relative_to(tmp).as_posix() for path in tmp.rglob("*") if path.is_file() and path.name != "dataset_description.json"
+        path.relative_to(tmp).as_posix()
+        for path in tmp.rglob("*")
+        if path.is_file() and path.name != "dataset_description.json"
     )
     description[MANIFEST_KEY] = {
         "FormatVersion": FORMAT_VERSION,
@@ -602,7 +621,10 @@ def _read_description(root: Path) -> dict[str, Any]:
     path = root / "dataset_description.json"
     if not path.is_file():
         raise DerivativeError(
-            "dataset_description.json is missing, so this is not a BIDS derivative", file=path, field="file", fix=RECREATE
+            "dataset_description.json is missing, so this is not a BIDS derivative",
+            file=path,
+            field="file",
+            fix=RECREATE,
         )
     try:
         description = json.loads(path.read_text(encoding="utf-8"))
@@ -612,7 +634,10 @@ def _read_description(root: Path) -> dict[str, Any]:
         raise DerivativeError("the file does not hold a JSON object", file=path, field="file", fix=RECREATE)
     if description.get("DatasetType") != "derivative":
         raise DerivativeError(
-            f"DatasetType is {description.get('DatasetType')!r}, not 'derivative'", file=path, field="DatasetType", fix=RECREATE
+            f"DatasetType is {description.get('DatasetType')!r}, not 'derivative'",
+            file=path,
+            field="DatasetType",
+            fix=RECREATE,
         )
     manifest = description.get(MANIFEST_KEY)
     if not isinstance(manifest, dict):
@@ -627,7 +652,10 @@ def _read_description(root: Path) -> dict[str, Any]:
     for key, kind in required.items():
         if not isinstance(manifest.get(key), kind):
             raise DerivativeError(
-                f"the manifest lacks '{key}' (a {kind.__name__})", file=path, field=f"{MANIFEST_KEY}.{key}", fix=RECREATE
+                f"the manifest lacks '{key}' (a {kind.__name__})",
+                file=path,
+                field=f"{MANIFEST_KEY}.{key}",
+                fix=RECREATE,
             )
     if manifest["Kind"] not in KIND_DIMS:
         raise DerivativeError(

@@ -16,12 +16,19 @@ weight gradients ``dW_hh = sum_t dgates_t^T h_(t-1)`` with one batched matrix pr
 steps at the end. (Autograd, or ``vmap``, through a stacked loop builds a full ``dW_hh`` at every
 step, which makes it slower than sequential ``nn.GRU`` runs.)
 
-Group size (:func:`auto_group_size`): on a CPU, one time step reads every run's recurrent weights, so
-a group holds as many runs as fit in half of the last-level cache (``4 * 3H * (H + I)`` bytes per
-run; e.g. 5 runs of hidden 512 or 85 of hidden 128 in a 32 MiB L3); larger sweeps are trained as
-several groups, one after the other. On a GPU a group holds every compatible run, limited only by
-the memory the saved activations need. Where ``nn.GRU`` is faster (a lone run on CUDA, where cuDNN
-fuses the whole sequence), a group of one run uses it instead (``backend="auto"``).
+Group size (:func:`auto_group_size`): with one sequence per batch, every time step reads each run's
+recurrent weights once (forward and backward), so the work is bound by memory bandwidth and grouping
+pays only while the group's weights stay in cache between steps (and by sharing each step's
+Python and dispatch overhead among the runs). On a CPU a group holds as many runs as fit their
+recurrent weights (``4 * 3H * (H + I)`` bytes each) into 1/8 of the last-level cache, at least one:
+with a 32 MiB L3, 1 run of hidden 512 (3 MiB each) or 21 runs of hidden 128. The fraction was
+measured on a busy 2-core EPYC (L3 shared with other processes), where groups of 4 runs of hidden
+512 were 20-40 % slower per run than single runs and hidden 128 peaked at 8-16 runs per group; pass
+``group_size=`` to override. Larger sweeps are trained as several groups, one after the other. On a
+GPU a group holds every compatible run, limited only by the memory the saved activations need.
+Where ``nn.GRU`` is faster (a lone run on CUDA, where cuDNN fuses the whole sequence), a group of
+one run uses it instead (``backend="auto"``). Within a batch, runs are processed in order of
+decreasing sequence length, so a run stops costing anything once its own sequence has ended.
 
 Any other student (a user ``torch.nn.Module``) is trained alone (R = 1) through its own forward pass;
 its dropout, if any, draws from torch's global random generator (seeded by :func:`b2m_neuro.train`).
@@ -37,6 +44,9 @@ run's own ``torch.Generator`` (seeded from ``config.seed``). A run is stopped an
 a batch's total loss is NaN/inf (that epoch stays NaN), when its weights stop being finite, or when an
 epoch's mean total loss exceeds ``divergence_factor`` times the first batch's loss; the other runs of
 its group go on unchanged. After each epoch the run is evaluated on its test set with dropout off.
+
+torch is imported at the top of this module: only :mod:`b2m_neuro.training` and
+:mod:`b2m_neuro.sweeps` import it, inside their functions, so ``import b2m_neuro`` stays light.
 """
 
 from __future__ import annotations
@@ -151,8 +161,10 @@ def plan_groups(runs: Sequence[Run], *, device: Any = "cpu", group_size: int | N
         if key[0] == "alone":
             groups.append(members)
             continue
-        hidden, n_inputs = key[1], key[2]
-        size = group_size or auto_group_size(hidden, n_inputs, device=device, n_runs=len(members))
+        hidden, n_inputs, batch_size = key[1], key[2], key[5]
+        max_steps = max(int(runs[i].data.train_lengths.max()) for i in members)
+        size = group_size or auto_group_size(hidden, n_inputs, device=device, n_runs=len(members),
+                                             max_steps=max_steps, batch_size=batch_size)
         groups += [members[start:start + size] for start in range(0, len(members), size)]
     return groups
 
@@ -161,7 +173,7 @@ def auto_group_size(hidden_size: int, n_inputs: int, *, device: Any = "cpu", n_r
                     max_steps: int = 1, batch_size: int = 1) -> int:
     """How many GRU runs to train together (see the module docstring for the rule).
 
-    CPU: as many runs as fit their recurrent weights (``4 * 3H * (H + I)`` bytes each) into half of
+    CPU: as many runs as fit their recurrent weights (``4 * 3H * (H + I)`` bytes each) into 1/8 of
     the last-level cache (read from ``/sys``; 32 MiB if unknown), at least 1. CUDA: all ``n_runs``,
     unless the saved activations (about ``4 * 20 * H * max_steps * batch_size`` bytes per run) would
     exceed half of the free GPU memory. Other devices: all ``n_runs``.
@@ -169,7 +181,7 @@ def auto_group_size(hidden_size: int, n_inputs: int, *, device: Any = "cpu", n_r
     device = torch.device(device)
     if device.type == "cpu":
         per_run = 4 * 3 * hidden_size * (hidden_size + n_inputs)
-        return max(1, min(n_runs, (_cache_bytes() // 2) // per_run))
+        return max(1, min(n_runs, (_cache_bytes() // 8) // per_run))
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         per_run = 4 * 20 * hidden_size * max_steps * batch_size
@@ -181,7 +193,7 @@ def auto_group_size(hidden_size: int, n_inputs: int, *, device: Any = "cpu", n_r
 
 
 def stacked_gru(inputs: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
-                b_hh: torch.Tensor) -> torch.Tensor:
+                b_hh: torch.Tensor, lengths: Sequence[int] | None = None) -> torch.Tensor:
     """R independent one-layer GRUs (PyTorch's equations, zero initial state) in one pass.
 
     Parameters
@@ -191,87 +203,130 @@ def stacked_gru(inputs: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_
     w_ih, w_hh, b_ih, b_hh
         ``(R, 3H, I)``, ``(R, 3H, H)``, ``(R, 3H)``, ``(R, 3H)``: per run, the ``weight_ih_l0``,
         ``weight_hh_l0``, ``bias_ih_l0`` and ``bias_hh_l0`` of an ``nn.GRU`` (gates r, z, n).
+    lengths
+        Optional steps per run: run r is only computed for its first ``lengths[r]`` steps (its
+        later outputs are 0), so runs with short sequences do not pay for the longest one.
 
     Returns
     -------
     torch.Tensor
         ``(R, batch, time, H)``, run r's ``nn.GRU(batch_first=True)`` output sequence. Differentiable
-        with respect to all five arguments.
+        with respect to the inputs and the weights.
+
+    Examples
+    --------
+    >>> gru = torch.nn.GRU(3, 5, batch_first=True)
+    >>> weights = [p.detach()[None] for p in gru.parameters()]  # R = 1
+    >>> x = torch.randn(1, 2, 4, 3)
+    >>> torch.allclose(stacked_gru(x, *weights)[0], gru(x[0])[0], atol=1e-6)
+    True
     """
-    return _StackedGRUFunction.apply(inputs, w_ih, w_hh, b_ih, b_hh)
+    steps = inputs.shape[2]
+    lengths = np.full(w_hh.shape[0], steps) if lengths is None else np.minimum(np.asarray(lengths, int), steps)
+    return _StackedGRUFunction.apply(inputs, w_ih, w_hh, b_ih, b_hh, lengths)
 
 
 class _StackedGRUFunction(torch.autograd.Function):
-    """Autograd wrapper of :func:`_gru_forward` / :func:`_gru_backward`."""
+    """Autograd wrapper of :func:`_gru_forward` / :func:`_gru_backward`.
+
+    Runs are put in order of decreasing length, so that the runs still going at step t are a
+    leading slice ``[:k]`` of every stacked tensor; outputs and gradients are put back in order.
+    """
 
     @staticmethod
-    def forward(ctx, inputs, w_ih, w_hh, b_ih, b_hh):
-        hidden, rz, n, gh = _gru_forward(inputs, w_ih, w_hh, b_ih, b_hh)
-        ctx.save_for_backward(inputs, w_ih, w_hh, hidden, rz, n, gh)
-        return hidden[1:].permute(1, 2, 0, 3).contiguous()
+    def forward(ctx, inputs, w_ih, w_hh, b_ih, b_hh, lengths):
+        order = np.argsort(-lengths, kind="stable")
+        ctx.order = torch.as_tensor(order, device=w_hh.device)
+        ctx.restore = torch.as_tensor(np.argsort(order), device=w_hh.device)
+        ctx.active = (lengths[order][None, :] > np.arange(inputs.shape[2])[:, None]).sum(1).tolist()
+        inputs, w_ih, w_hh, b_ih, b_hh = (tensor[ctx.order] for tensor in (inputs, w_ih, w_hh, b_ih, b_hh))
+        w_hh_t = w_hh.transpose(1, 2).contiguous()
+        hidden, rz, n, gh = _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, active=ctx.active)
+        ctx.save_for_backward(inputs, w_ih, w_hh_t, hidden, rz, n, gh)
+        return hidden[1:].permute(1, 2, 0, 3)[ctx.restore]
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
-        inputs, w_ih, w_hh, hidden, rz, n, gh = ctx.saved_tensors
-        return _gru_backward(grad_output, inputs, w_ih, w_hh, hidden, rz, n, gh, input_grad=ctx.needs_input_grad[0])
+        inputs, w_ih, w_hh_t, hidden, rz, n, gh = ctx.saved_tensors
+        grads = _gru_backward(grad_output[ctx.order], inputs, w_ih, w_hh_t, hidden, rz, n, gh, active=ctx.active,
+                              input_grad=ctx.needs_input_grad[0])
+        return *(None if grad is None else grad[ctx.restore] for grad in grads), None
 
 
-def _gru_forward(inputs, w_ih, w_hh, b_ih, b_hh, *, keep_steps: list[int] | None = None):
-    """The time loop, on time-major buffers ``(T, R, B, ...)`` so that each step writes contiguous memory.
+def _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, *, active: list[int] | None = None,
+                 keep_steps: list[int] | None = None):
+    """The time loop, on time-major buffers ``(T, R, B, ...)`` so that each step works on contiguous memory.
 
-    Training (``keep_steps=None``): returns ``hidden (T + 1, R, B, H)`` (``hidden[0]`` is the zero
-    initial state) and, for the backward pass, the gates ``r|z (T, R, B, 2H)``, ``n (T, R, B, H)``
-    and the recurrent projections ``W_h h + b_h (T, R, B, 3H)``. Evaluation (``keep_steps``, time
-    indices): returns only the hidden states after those steps, ``(len(keep_steps), R, B, H)``.
+    ``w_hh_t`` is ``w_hh`` transposed, ``(R, H, 3H)``, contiguous (read once per step; that layout
+    reads fastest). ``active[t]``: step t is computed for runs ``[:active[t]]`` only (runs sorted by
+    decreasing length). Training (``keep_steps=None``): returns ``hidden (T + 1, R, B, H)``
+    (``hidden[0]`` is the zero initial state) and, for the backward pass, the gates
+    ``r|z (T, R, B, 2H)``, ``n (T, R, B, H)`` and ``gh (T, R, B, 3H)`` whose last H columns are
+    ``W_hn h + b_hn`` (zeros where a run was not computed). Evaluation (``keep_steps``, time indices;
+    all runs active): returns only the hidden states after those steps, ``(len(keep_steps), R, B, H)``.
     """
-    runs, size = w_hh.shape[0], w_hh.shape[-1]
+    runs, size = w_hh_t.shape[0], w_hh_t.shape[1]
     batch, steps = inputs.shape[1], inputs.shape[2]
-    new = dict(dtype=w_hh.dtype, device=w_hh.device)
-    w_hh_t, b_hh_ = w_hh.transpose(1, 2), b_hh.unsqueeze(1)
+    new = dict(dtype=w_hh_t.dtype, device=w_hh_t.device)
     training = keep_steps is None
     if training:
         hidden = torch.zeros(steps + 1, runs, batch, size, **new)
-        rz = torch.empty(steps, runs, batch, 2 * size, **new)
-        n = torch.empty(steps, runs, batch, size, **new)
-        gh = torch.empty(steps, runs, batch, 3 * size, **new)
+        rz = torch.zeros(steps, runs, batch, 2 * size, **new)
+        n = torch.zeros(steps, runs, batch, size, **new)
+        gh = torch.zeros(steps, runs, batch, 3 * size, **new)
+        hidden_at, rz_at, n_at, gh_at = hidden.unbind(0), rz.unbind(0), n.unbind(0), gh.unbind(0)
     else:
         kept = torch.empty(len(keep_steps), runs, batch, size, **new)
         slot_of = {step: slot for slot, step in enumerate(keep_steps)}
     h = torch.zeros(runs, batch, size, **new)
-    for block_start, gi in _input_projections(inputs, w_ih, b_ih):
-        for offset in range(gi.shape[1]):
-            t = block_start + offset
-            gi_t = gi[:, offset]
-            gh_t = torch.baddbmm(b_hh_, h, w_hh_t, out=gh[t]) if training else torch.baddbmm(b_hh_, h, w_hh_t)
-            rz_t = torch.add(gi_t[..., : 2 * size], gh_t[..., : 2 * size])
-            rz_t = torch.sigmoid(rz_t, out=rz[t]) if training else rz_t.sigmoid_()
-            n_t = torch.addcmul(gi_t[..., 2 * size:], rz_t[..., :size], gh_t[..., 2 * size:])
-            n_t = torch.tanh(n_t, out=n[t]) if training else n_t.tanh_()
-            h = torch.lerp(n_t, h, rz_t[..., size:], out=hidden[t + 1]) if training else torch.lerp(n_t, h, rz_t[..., size:])
-            if not training and t in slot_of:
-                kept[slot_of[t]] = h
+    for start, (offsets, input_n) in _input_projections(inputs, w_ih, b_ih, b_hh):
+        for t, (offset_t, input_n_t) in enumerate(zip(offsets.unbind(0), input_n.unbind(0)), start):
+            if training:
+                k = active[t]
+                gh_t = torch.baddbmm(offset_t[:k], hidden_at[t][:k], w_hh_t[:k], out=gh_at[t][:k])
+                rz_t = torch.sigmoid(gh_t[..., : 2 * size], out=rz_at[t][:k])
+                n_t = torch.addcmul(input_n_t[:k], rz_t[..., :size], gh_t[..., 2 * size:])
+                n_t = torch.tanh(n_t, out=n_at[t][:k])
+                torch.lerp(n_t, hidden_at[t][:k], rz_t[..., size:], out=hidden_at[t + 1][:k])
+            else:
+                gh_t = torch.baddbmm(offset_t, h, w_hh_t)
+                rz_t = gh_t[..., : 2 * size].sigmoid_()
+                n_t = torch.addcmul(input_n_t, rz_t[..., :size], gh_t[..., 2 * size:]).tanh_()
+                h = torch.lerp(n_t, h, rz_t[..., size:])
+                if t in slot_of:
+                    kept[slot_of[t]] = h
     return (hidden, rz, n, gh) if training else kept
 
 
-def _input_projections(inputs, w_ih, b_ih):
-    """``W_i x_t + b_i`` for all steps, in time blocks of bounded size: yields ``(start, (R, block, B, 3H))``."""
+def _input_projections(inputs, w_ih, b_ih, b_hh):
+    """The input terms of each step, time-major, in time blocks of bounded size.
+
+    Yields ``(start, (offsets, input_n))``: ``offsets (block, R, B, 3H)`` is what the recurrent
+    product is added to (``W_ir x + b_ir + b_hr``, ``W_iz x + b_iz + b_hz``, ``b_hn``) and
+    ``input_n (block, R, B, H)`` is ``W_in x + b_in``.
+    """
     runs, gates = w_ih.shape[0], w_ih.shape[1]
+    size = gates // 3
     batch, steps, width = inputs.shape[1], inputs.shape[2], inputs.shape[3]
-    block = max(1, _GI_BLOCK_BYTES // (4 * runs * batch * gates))
-    w_ih_t, b_ih_ = w_ih.transpose(1, 2), b_ih.unsqueeze(1)
+    block = max(1, _GI_BLOCK_BYTES // (4 * runs * batch * (gates + size)))
+    w_ih_t = w_ih.transpose(1, 2)
+    bias_rz = (b_ih[:, : 2 * size] + b_hh[:, : 2 * size]).view(1, runs, 1, 2 * size)
+    bias_hn, bias_in = b_hh[:, 2 * size:].view(1, runs, 1, size), b_ih[:, 2 * size:].view(1, runs, 1, size)
     for start in range(0, steps, block):
         x = inputs[:, :, start:start + block].transpose(1, 2)  # (R or 1, block, B, I)
         stop = x.shape[1]
-        flat = x.reshape(x.shape[0], stop * batch, width)
-        projected = torch.matmul(flat, w_ih_t) + b_ih_ if flat.shape[0] == runs else \
-            torch.matmul(flat.expand(runs, -1, -1), w_ih_t) + b_ih_
-        yield start, projected.view(runs, stop, batch, gates)
+        flat = x.reshape(x.shape[0], stop * batch, width).expand(runs, -1, -1)
+        projected = torch.bmm(flat, w_ih_t).view(runs, stop, batch, gates).transpose(0, 1)  # (block, R, B, 3H)
+        offsets = torch.empty(stop, runs, batch, gates, dtype=projected.dtype, device=projected.device)
+        torch.add(projected[..., : 2 * size], bias_rz, out=offsets[..., : 2 * size])
+        offsets[..., 2 * size:] = bias_hn
+        yield start, (offsets, projected[..., 2 * size:] + bias_in)
 
 
-def _gru_backward(grad_output, inputs, w_ih, w_hh, hidden, rz, n, gh, *, input_grad: bool):
+def _gru_backward(grad_output, inputs, w_ih, w_hh_t, hidden, rz, n, gh, *, active: list[int], input_grad: bool):
     """Backward through time carrying only ``dL/dh``; weight gradients by one matmul over all steps."""
-    runs, size = w_hh.shape[0], w_hh.shape[-1]
+    runs, size = w_hh_t.shape[0], w_hh_t.shape[1]
     steps, batch = rz.shape[0], rz.shape[2]
     r, z = rz[..., :size], rz[..., size:]
     previous = hidden[:-1]
@@ -280,14 +335,23 @@ def _gru_backward(grad_output, inputs, w_ih, w_hh, hidden, rz, n, gh, *, input_g
     factors = torch.cat([to_n * gh[..., 2 * size:] * r * (1 - r),   # -> d(r pre-activation)
                          (previous - n) * z * (1 - z),              # -> d(z pre-activation)
                          to_n * r], dim=-1)                         # -> d(W_hn h + b_hn)
-    grad_gh = torch.empty_like(gh)
-    grad_h = torch.empty_like(previous)
-    upstream = grad_output.permute(2, 0, 1, 3)  # (T, R, B, H)
-    carry = torch.zeros(runs, batch, size, dtype=w_hh.dtype, device=w_hh.device)
+    # dL/dh_t (T, R, B, H), completed from the last step; steps a run did not compute get none
+    grad_h = grad_output.permute(2, 0, 1, 3).contiguous()
+    for t in np.flatnonzero(np.diff(active)) + 1:
+        grad_h[t:, active[t]:] = 0
+    grad_gh = torch.zeros_like(gh)
+    factors_at = factors.view(steps, runs, batch, 3, size).unbind(0)
+    grad_gh_at = grad_gh.view(steps, runs, batch, 3, size).unbind(0)
+    grad_h_at = grad_h.unsqueeze(3).unbind(0)  # (R, B, 1, H) each
+    # dh_(t-1) += dh_t * z_t + dgh_t @ W_hh, in the W_hh^T layout (a transposed out is free for B = 1)
+    out_at = grad_h.transpose(2, 3).unbind(0)  # (R, H, B) each
+    z_at = z.unbind(0)
     for t in range(steps - 1, -1, -1):
-        dh = torch.add(upstream[t], carry, out=grad_h[t])
-        torch.mul(factors[t].view(runs, batch, 3, size), dh.unsqueeze(2), out=grad_gh[t].view(runs, batch, 3, size))
-        carry = torch.baddbmm(dh * z[t], grad_gh[t], w_hh)
+        k = active[t]
+        torch.mul(factors_at[t][:k], grad_h_at[t][:k], out=grad_gh_at[t][:k])
+        if t:
+            carried = torch.addcmul(grad_h[t - 1][:k], grad_h[t][:k], z_at[t][:k])
+            torch.baddbmm(carried.transpose(1, 2), w_hh_t[:k], grad_gh[t][:k].transpose(1, 2), out=out_at[t - 1][:k])
     grad_gi = torch.cat([grad_gh[..., : 2 * size], grad_h * to_n], dim=-1)
     time_major_inputs = inputs.transpose(1, 2).transpose(0, 1)  # (T, R, B, I)
     grad_w_hh = torch.einsum("trbg,trbh->rgh", grad_gh, previous)
@@ -385,7 +449,6 @@ class _StackedGRUs:
                     n.embedding.bias, n.output.weight, n.output.bias) for n in networks]
         self.weights = {name: torch.stack([m[i].detach() for m in modules]).to(device).requires_grad_()
                         for i, name in enumerate(self._NAMES)}
-        self.hidden_size = networks[0].gru.hidden_size
         self.dropout = [float(n.dropout.p) for n in networks]
         self.output_range = torch.tensor([float(n.output_range) for n in networks], device=device).view(-1, 1, 1)
         self.generators = [_seeded_generator(config.seed, device) for config in configs]
@@ -393,7 +456,7 @@ class _StackedGRUs:
             backend = "nn.GRU" if device.type == "cuda" and len(students) == 1 else "stacked"
         self.backend = backend
         if backend == "nn.GRU":
-            self.template = torch.nn.GRU(networks[0].gru.input_size, self.hidden_size, batch_first=True).to(device)
+            self.template = torch.nn.GRU(networks[0].gru.input_size, networks[0].gru.hidden_size, batch_first=True).to(device)
 
     @property
     def parameters(self) -> list[torch.Tensor]:
@@ -411,7 +474,7 @@ class _StackedGRUs:
 
         Run r's dropout mask covers its own ``(B, lengths[r], H)`` steps, drawn from its generator.
         """
-        hidden = self._recurrent(inputs, self.weights)
+        hidden = self._recurrent(inputs, self.weights, lengths)
         return self._head(hidden * self._dropout_scale(hidden.shape, lengths), self.weights)
 
     def predict(self, inputs: torch.Tensor, runs: Sequence[int], steps: Sequence[int]) -> torch.Tensor:
@@ -419,8 +482,8 @@ class _StackedGRUs:
         weights = {name: value.detach()[list(runs)] for name, value in self.weights.items()}
         with torch.no_grad():
             if self.backend == "stacked":
-                kept = _gru_forward(inputs, weights["w_ih"], weights["w_hh"], weights["b_ih"], weights["b_hh"],
-                                    keep_steps=list(steps))
+                kept = _gru_forward(inputs, weights["w_ih"], weights["w_hh"].transpose(1, 2).contiguous(),
+                                    weights["b_ih"], weights["b_hh"], keep_steps=list(steps))
                 hidden = kept.permute(1, 2, 0, 3)
             else:
                 hidden = self._recurrent(inputs.expand(len(runs), -1, -1, -1), weights)[:, :, list(steps)]
@@ -442,10 +505,10 @@ class _StackedGRUs:
                 for target, name in zip(targets, self._NAMES):
                     target.copy_(self.weights[name][index])
 
-    def _recurrent(self, inputs, weights):
+    def _recurrent(self, inputs, weights, lengths=None):
         names = ("w_ih", "w_hh", "b_ih", "b_hh")
         if self.backend == "stacked":
-            return stacked_gru(inputs, *(weights[name] for name in names))
+            return stacked_gru(inputs, *(weights[name] for name in names), lengths=lengths)
         torch_names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
         outputs = [torch.func.functional_call(self.template, {t: weights[n][r] for t, n in zip(torch_names, names)},
                                               (inputs[r],))[0] for r in range(inputs.shape[0])]
@@ -519,56 +582,70 @@ def _train_group(runs: Sequence[Run], device: Any, backend: str, progress: bool)
     train = [pool.tensors(run.data, "train") for run in runs]
     test = [pool.tensors(run.data, "test") for run in runs]
     optimizer = StackedAdam(model.parameters, lr=[c.lr for c in configs], weight_decay=[c.weight_decay for c in configs])
-    n_runs, n_train = len(runs), len(runs[0].data.train_lengths)
-    n_batches = int(np.ceil(n_train / configs[0].batch_size))
     order_rngs = [np.random.default_rng(c.seed) for c in configs]
     epochs = np.array([c.epochs for c in configs])
     history = [{name: np.full(c.epochs, np.nan) for name in HISTORY_VARIABLES} for c in configs]
-    start_loss = np.full(n_runs, np.nan)  # each run's first batch loss: the yardstick for divergence
-    diverged = np.zeros(n_runs, bool)
-    active = np.ones(n_runs, bool)
+    status = _Status(len(runs))
     start = time.perf_counter()
-    description = f"training {n_runs} runs" if n_runs > 1 else "training"
+    description = f"training {len(runs)} runs" if len(runs) > 1 else "training"
     for epoch in track(range(int(epochs.max())), description=description, total=int(epochs.max()), progress=progress):
-        active &= epoch < epochs
-        if not active.any():
+        status.active &= epoch < epochs
+        if not status.active.any():
             break
-        sums = np.zeros((n_runs, 5))  # task, transfer, total, correct responses, scored responses
-        batches = [np.array_split(rng.permutation(n_train), n_batches) for rng in order_rngs]
-        for b in range(n_batches):
-            rows = [batches[r][b] for r in range(n_runs)]
-            batch = _gather(train, rows, [run.data.train_lengths for run in runs], _TRAIN_FIELDS)
-            outputs, embedding = model.forward(batch["inputs"], batch["steps"])
-            task, transfer, total, correct, scored = _losses(outputs, embedding, batch, configs)
-            values = torch.stack([task.detach(), transfer.detach(), total.detach(), correct, scored]).cpu().numpy()
-            blown = active & ~np.isfinite(values[2])
-            diverged |= blown
-            active &= ~blown
-            start_loss = np.where(np.isnan(start_loss) & active, values[2], start_loss)
-            if not active.any():
-                break
-            model.zero_grad()
-            total[torch.as_tensor(np.flatnonzero(active), device=total.device)].sum().backward()
-            optimizer.step(model.gradients(), torch.as_tensor(active, device=device))
-            sums[active] += values.T[active]
-        model_finite = model.finite()
-        diverged |= active & ~model_finite
-        active &= model_finite
-        done = np.flatnonzero(active)
-        if done.size == 0:
-            continue
-        test_loss, test_accuracy = _evaluate(model, test, done, [run.data.test_lengths for run in runs])
-        elapsed = time.perf_counter() - start
-        for r in done:
-            record = history[r]
-            record["task_loss"][epoch], record["transfer_loss"][epoch], record["total_loss"][epoch] = sums[r, :3] / n_batches
-            record["train_accuracy"][epoch] = sums[r, 3] / sums[r, 4]
-            record["test_loss"][epoch], record["test_accuracy"][epoch] = test_loss[r], test_accuracy[r]
-            record["wall_time"][epoch] = elapsed
-            if record["total_loss"][epoch] > configs[r].divergence_factor * max(start_loss[r], 1e-12):
-                diverged[r], active[r] = True, False
+        sums = _train_epoch(model, optimizer, runs, train, order_rngs, status, device)
+        status.stop(status.active & ~model.finite())
+        done = np.flatnonzero(status.active)
+        if done.size:
+            test_loss, test_accuracy = _evaluate(model, test, done, [run.data.test_lengths for run in runs])
+            for r in done:
+                record = history[r]
+                record["task_loss"][epoch], record["transfer_loss"][epoch], record["total_loss"][epoch] = sums[r, :3]
+                record["train_accuracy"][epoch] = sums[r, 3] / sums[r, 4]
+                record["test_loss"][epoch], record["test_accuracy"][epoch] = test_loss[r], test_accuracy[r]
+                record["wall_time"][epoch] = time.perf_counter() - start
+                if sums[r, 2] > configs[r].divergence_factor * max(status.start_loss[r], 1e-12):
+                    status.stop(np.arange(len(runs)) == r)
     model.write_back()
-    return [(_history_dataset(history[r], bool(diverged[r])), bool(diverged[r])) for r in range(n_runs)]
+    return [(_history_dataset(history[r], bool(status.diverged[r])), bool(status.diverged[r])) for r in range(len(runs))]
+
+
+class _Status:
+    """Per run of a group: still training, diverged, and the first batch's loss (the divergence yardstick)."""
+
+    def __init__(self, n_runs: int) -> None:
+        self.active = np.ones(n_runs, bool)
+        self.diverged = np.zeros(n_runs, bool)
+        self.start_loss = np.full(n_runs, np.nan)
+
+    def stop(self, blown: np.ndarray) -> None:
+        """Mark the runs in the boolean mask ``blown`` diverged; they are not trained any further."""
+        self.diverged |= blown
+        self.active &= ~blown
+
+
+def _train_epoch(model, optimizer: StackedAdam, runs: Sequence[Run], train: Sequence[dict], order_rngs: list,
+                 status: _Status, device: Any) -> np.ndarray:
+    """One epoch over each run's training sequences in its own order; per run mean task, transfer and
+    total loss over the batches, then correct and scored response counts: ``(R, 5)``."""
+    n_train = len(runs[0].data.train_lengths)
+    n_batches = int(np.ceil(n_train / runs[0].config.batch_size))
+    batches = [np.array_split(rng.permutation(n_train), n_batches) for rng in order_rngs]
+    sums = np.zeros((len(runs), 5))
+    for b in range(n_batches):
+        batch = _gather(train, [order[b] for order in batches], [run.data.train_lengths for run in runs], _TRAIN_FIELDS)
+        outputs, embedding = model.forward(batch["inputs"], batch["steps"])
+        task, transfer, total, correct, scored = _losses(outputs, embedding, batch, [run.config for run in runs])
+        values = torch.stack([task.detach(), transfer.detach(), total.detach(), correct, scored]).cpu().numpy()
+        status.stop(status.active & ~np.isfinite(values[2]))
+        status.start_loss = np.where(np.isnan(status.start_loss) & status.active, values[2], status.start_loss)
+        if not status.active.any():
+            break
+        model.zero_grad()
+        total[torch.as_tensor(np.flatnonzero(status.active), device=total.device)].sum().backward()
+        optimizer.step(model.gradients(), torch.as_tensor(status.active, device=device))
+        sums[status.active] += values.T[status.active]
+    sums[:, :3] /= n_batches
+    return sums
 
 
 def _losses(outputs, embedding, batch: dict, configs: Sequence[TrainConfig]):
@@ -645,6 +722,7 @@ class _TensorPool:
     def __init__(self, device: Any) -> None:
         self.device = device
         self._by_content: dict[tuple, Any] = {}
+        self._by_id: dict[int, tuple] = {}
         self._by_fields: dict[tuple, dict] = {}
 
     def tensors(self, data: TaskData, split: str) -> dict:
@@ -655,10 +733,14 @@ class _TensorPool:
         return self._by_fields.setdefault(key, tensors)
 
     def _tensor(self, array: np.ndarray):
-        array = np.ascontiguousarray(array)
-        key = (array.shape, array.dtype.str, hashlib.blake2b(array.data, digest_size=16).digest())
+        known = self._by_id.get(id(array))
+        if known is not None and known[0] is array:  # the same array object: no need to hash it again
+            return known[1]
+        contiguous = np.ascontiguousarray(array)
+        key = (contiguous.shape, contiguous.dtype.str, hashlib.blake2b(contiguous.data, digest_size=16).digest())
         if key not in self._by_content:
-            self._by_content[key] = torch.as_tensor(array, device=self.device)
+            self._by_content[key] = torch.as_tensor(contiguous, device=self.device)
+        self._by_id[id(array)] = (array, self._by_content[key])
         return self._by_content[key]
 
 

@@ -112,9 +112,13 @@ class TrainResult:
         return text + (" (DIVERGED, stopped)" if self.diverged else "")
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write ``path/`` with ``weights.pt``, ``config.json`` and ``history.nc``, atomically."""
+        """Write ``path/`` with ``weights.pt``, ``config.json`` and ``history.nc``, atomically.
+
+        Missing parent folders are created; an existing ``path`` is replaced only with ``overwrite``.
+        """
         import torch
 
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         path = check_writable_target(path, overwrite=overwrite, error=TrainingError)
         with atomic_path(path) as tmp:
             tmp.mkdir()
@@ -381,10 +385,14 @@ def _split_options(task: str | TrialSequenceTask, options: dict) -> tuple[TrialS
         return task, dict(options)
     from b2m_neuro.tasks import _TASKS
 
-    task_class = _TASKS.get(task)
-    accepted = set(inspect.signature(task_class).parameters) if task_class else set()
-    task_options = {key: value for key, value in options.items() if key in accepted}
-    model_options = {key: value for key, value in options.items() if key not in accepted}
+    accepted = {name: set(inspect.signature(task_class).parameters) for name, task_class in _TASKS.items()}
+    mine = accepted.get(task, set())
+    misplaced = sorted(set(options) & set().union(*accepted.values()) - mine)
+    if task in accepted and misplaced:
+        raise TrainingError(f"option(s) {', '.join(misplaced)} do not apply to task {task!r}", field=", ".join(misplaced),
+                            fix=f"task {task!r} takes: {', '.join(sorted(mine))}")
+    task_options = {key: value for key, value in options.items() if key in mine}
+    model_options = {key: value for key, value in options.items() if key not in mine}
     return get_task(task, **task_options), model_options
 
 

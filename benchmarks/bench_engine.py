@@ -11,10 +11,14 @@ contrastive transfer loss at alpha 0.05.
 - engine: :func:`b2m_neuro.engine.fit_runs` on R runs at once (automatic group size, backend
   "auto"), for R = 1, 4, 16, 64 (``--quick``: 1, 4, 16).
 
-Prints a table of run-epochs per second and the ratio engine / baseline for hidden 512 and 128.
+Prints run-epochs per second (wall clock, and per CPU second of this process, the steadier
+measure on a shared machine) and the ratio engine / baseline, for hidden 512 and 128.
 Aim on a 2-core CPU at R = 16: 3x or more at hidden 512, 6x or more at hidden 128.
 
-    .venv/bin/python benchmarks/bench_engine.py --quick
+    .venv/bin/python benchmarks/bench_engine.py --quick --threads 1
+
+On a CPU shared with other work, pass ``--threads 1``: two busy cores make multi-threaded
+small matrix products many times slower, which hides what is measured here.
 """
 
 from __future__ import annotations
@@ -90,7 +94,7 @@ def baseline_epoch(data: TaskData, model: AlignedModel, cfg: TrainConfig) -> Non
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
-        float(total)
+        total.item()
     model.eval()
     with torch.no_grad():
         for start in range(0, len(data.test_lengths), 256):
@@ -101,18 +105,24 @@ def baseline_epoch(data: TaskData, model: AlignedModel, cfg: TrainConfig) -> Non
             float(((outputs[scored] - torch.as_tensor(data.test_targets[rows, :steps])[scored]) ** 2).sum())
 
 
-def baseline_rate(data: TaskData, hidden: int, n_runs: int) -> float:
-    start = time.perf_counter()
-    for seed in range(n_runs):
-        baseline_epoch(data, student(hidden, seed), config(seed))
-    return n_runs / (time.perf_counter() - start)
+def rates(work, n_runs: int) -> tuple[float, float]:
+    """Run-epochs per wall-clock second and per CPU second of this process."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    work()
+    return n_runs / (time.perf_counter() - wall), n_runs / (time.process_time() - cpu)
 
 
-def engine_rate(data: TaskData, hidden: int, n_runs: int) -> float:
+def baseline_rate(data: TaskData, hidden: int, n_runs: int) -> tuple[float, float]:
+    def work():
+        for seed in range(n_runs):
+            baseline_epoch(data, student(hidden, seed), config(seed))
+
+    return rates(work, n_runs)
+
+
+def engine_rate(data: TaskData, hidden: int, n_runs: int) -> tuple[float, float]:
     runs = [Run(data, student(hidden, seed), config(seed)) for seed in range(n_runs)]
-    start = time.perf_counter()
-    fit_runs(runs, progress=False)
-    return n_runs / (time.perf_counter() - start)
+    return rates(lambda: fit_runs(runs, progress=False), n_runs)
 
 
 def main() -> None:
@@ -123,18 +133,25 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=100, help="test sequences evaluated after each epoch")
     parser.add_argument("--hidden", type=int, nargs="+", default=[512, 128])
     parser.add_argument("--baseline-runs", type=int, default=2, help="sequential run-epochs timed for the baseline")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = memory_like_data(episodes=args.episodes, points=args.points, n_test=args.test)
     print(f"data: {args.episodes} training episodes, mean length {data.train_lengths.mean():.0f} steps; "
           f"{args.test} test sequences; torch {torch.__version__}, {torch.get_num_threads()} threads")
     counts = [1, 4, 16] if args.quick else [1, 4, 16, 64]
-    print(f"{'hidden':>6} {'R':>4} {'group':>5} {'baseline run-ep/s':>18} {'engine run-ep/s':>16} {'ratio':>6}")
+    small = memory_like_data(episodes=2, points=2, n_test=2)
+    baseline_rate(small, 8, 1), engine_rate(small, 8, 2)  # warm-up: imports and first-call costs stay out of the timings
+    print(f"{'hidden':>6} {'R':>4} {'group':>5} | {'run-epochs per second':^33} | {'per CPU second':^31}")
+    print(f"{'':>6} {'':>4} {'':>5} | {'baseline':>10} {'engine':>10} {'ratio':>9} | {'baseline':>10} {'engine':>10} {'ratio':>7}")
     for hidden in args.hidden:
         baseline = baseline_rate(data, hidden, args.baseline_runs)
         for n_runs in counts:
             group = auto_group_size(hidden, N_INPUTS, n_runs=n_runs)
-            rate = engine_rate(data, hidden, n_runs)
-            print(f"{hidden:>6} {n_runs:>4} {group:>5} {baseline:>18.3f} {rate:>16.3f} {rate / baseline:>6.2f}", flush=True)
+            engine = engine_rate(data, hidden, n_runs)
+            print(f"{hidden:>6} {n_runs:>4} {group:>5} | {baseline[0]:>10.3f} {engine[0]:>10.3f} {engine[0] / baseline[0]:>8.2f}x"
+                  f" | {baseline[1]:>10.3f} {engine[1]:>10.3f} {engine[1] / baseline[1]:>6.2f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,10 @@ os.environ.update(
     DANDI_NO_ET="1",
     MNE_DONTWRITE_HOME="true",
     DENO_DIR=str(_HOME / ".deno"),
+    # one BLAS/torch thread per test process: pytest runs two processes on CI's two cores, and tiny
+    # models were 10-20x slower with two threads competing per process
+    OMP_NUM_THREADS="1",
+    MKL_NUM_THREADS="1",
 )
 
 DATA = Path(__file__).parent / "data"

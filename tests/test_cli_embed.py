@@ -22,7 +22,8 @@ def embedded(dandiset):
     root, _ = dandiset
     out = root.parent / "derivatives" / "b2m-cebra"
     code = main(["embed", str(root), "--spec", "paper", "--method", "cebra", "--out", str(out), "--dim", "3",
-                 "--iterations", "10", "--batch-size", "64", "--device", "cpu", "--threads", "1", "--quiet"])  # fmt: skip
+                 "--iterations", "10", "--batch-size", "64", "--device", "cpu", "--threads", "1",
+                 "--quiet"])  # fmt: skip
     return code, out
 
 
@@ -60,7 +61,10 @@ def test_existing_output_is_refused_before_any_work(embedded, dandiset, capsys):
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [(["--dim", "500"], "output_dimension 500 exceeds the"), (["--spec", "no_such_preset"], "teacher spec file not found")],
+    [
+        (["--dim", "500"], "output_dimension 500 exceeds the"),
+        (["--spec", "no_such_preset"], "teacher spec file not found"),
+    ],
 )
 def test_bad_options_exit_2_and_write_nothing(dandiset, tmp_path, capsys, extra, message):
     root, _ = dandiset

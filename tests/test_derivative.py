@@ -107,8 +107,8 @@ def test_netcdf_is_self_describing_without_b2m_neuro(written):
 
 def test_frames_kind_with_string_variables(tmp_path):
     d = Derivative.create(tmp_path / "eeg", [frame_session("01"), frame_session("02")], method="pca",
-                          params={"output_dimension": 4}, source_datasets=[{"URL": "https://openneuro.org/ds0", "Version": "1.0.0"}],
-                          progress=False)  # fmt: skip
+                          params={"output_dimension": 4}, progress=False,
+                          source_datasets=[{"URL": "https://openneuro.org/ds0", "Version": "1.0.0"}])  # fmt: skip
     assert (d.kind, d.latent_dim, d.session_keys) == ("frames", 4, ["sub-01_task-driving", "sub-02_task-driving"])
     loaded = d.load("sub-02_task-driving")
     assert list(loaded["stim_file"].values[:2]) == ["scene_000.png", "scene_001.png"]
@@ -138,7 +138,7 @@ def flip_last_byte(path):
         (flip_last_byte, "nc", "SHA-256 mismatch"),
         (lambda p: p.write_bytes(p.read_bytes()[:100]), "nc", "SHA-256 mismatch"),
         (Path.unlink, "nc", "missing"),
-        (lambda p: p.write_text(p.read_text().replace('"LatentDimension": 3', '"LatentDimension": 4')), "sidecar", "SHA-256"),
+        (lambda p: p.write_text(p.read_text().replace('"Kind": "trials"', '"Kind": "frames"')), "sidecar", "SHA-256"),
     ],
 )
 def test_open_refuses_tampered_truncated_or_missing_files(written, damage, target, message):

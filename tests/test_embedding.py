@@ -12,7 +12,8 @@ def spike_session(subject, n_units, *, n_trials=40, n_time=20, seed=0):
     stimulus = rng.integers(0, 3, n_trials)
     time = np.linspace(-1, 1, n_time)
     tuning = rng.normal(size=(3, n_units))
-    rates = rng.poisson(2.0, size=(n_trials, n_time, n_units)) + 5 * (time > 0)[None, :, None] * tuning[stimulus][:, None]
+    signal = 5 * (time > 0)[None, :, None] * tuning[stimulus][:, None]
+    rates = rng.poisson(2.0, size=(n_trials, n_time, n_units)) + signal
     return xr.DataArray(
         rates.astype(np.float32),
         dims=("trial", "time", "unit"),
@@ -110,6 +111,9 @@ def test_cebra_single_session_and_eeg_frames():
         ([spike_session("A", 8).transpose("unit", "trial", "time")], {}, "expected a DataArray with dims"),
         ([spike_session("A", 8).where(lambda x: x < 6)], {}, "NaN"),
         ([spike_session("A", 8)], {"method": "pca", "output_dimension": 0}, "positive integer"),
+        ([spike_session("A", 8, n_trials=1, n_time=5)],
+         {"method": "cebra", "max_iterations": 2, "batch_size": 4, "device": "cpu", "threads": 1},
+         r"CEBRA could not be trained \(Found array with 5 sample"),
     ],
 )  # fmt: skip
 def test_bad_input_raises_embedding_error(sessions, options, message):

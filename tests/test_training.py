@@ -80,6 +80,29 @@ def test_other_transfer_losses_train(derivative, transfer):
     assert np.isfinite(result.history.transfer_loss).all() and not result.diverged
 
 
+def test_padded_batches_score_only_real_time_points(derivative):
+    from b2m_neuro.models import get_model
+    from b2m_neuro.models.aligned import AlignedModel
+    from b2m_neuro.tasks import MemoryTask
+    from b2m_neuro.training import _batch, _tensors
+
+    data = MemoryTask(n_test=5, time_stride=2).prepare(derivative.datasets())
+    tensors = _tensors(data, "train", "cpu")
+    student = AlignedModel(get_model("gru", n_inputs=4, latent_dim=3, hidden_size=8, dropout=0.0), "embedding").eval()
+    rows = np.argsort(data.train_lengths)[[0, -1]]  # the shortest and the longest episode
+    inputs, targets, scored, brain, paired = _batch(tensors, rows, data.train_lengths)
+    assert inputs.shape[1] == data.train_lengths.max() and scored[0, data.train_lengths[rows[0]]:].sum() == 0
+    with torch.no_grad():
+        together = student(inputs)[0][scored]
+        alone = []
+        for row in rows:
+            one_inputs, _, one_scored = _batch(tensors, np.array([row]), data.train_lengths)[:3]
+            alone.append(student(one_inputs)[0][one_scored])
+    torch.testing.assert_close(together, torch.cat(alone))
+    result = train(derivative, alpha=0.1, epochs=2, batch_size=4, **SMALL)
+    assert np.isfinite(result.history.task_loss).all() and result.config["batch_size"] == 4
+
+
 def test_sum_reduction_scales_the_transfer_loss_with_sequence_length(derivative):
     mean = train(derivative, alpha=0.0, epochs=1, seed=3, **SMALL)
     total = train(derivative, alpha=0.0, epochs=1, seed=3, reduction="sum", **SMALL)
@@ -142,12 +165,21 @@ def test_loading_a_user_model_needs_an_instance(derivative, tmp_path):
         (dict(alpha=0.1, model=UserNet(width=5), align_layer="bottleneck"), "width 5 but the brain embedding has 3"),
         (dict(alpha=0.1, model=UserNet()), "align_layer"),
         (dict(alpha=0.1, task="driving"), "unknown task"),
+        (dict(alpha=0.1, task="trials", episode="block"), "n_test do not apply to task 'trials'"),
     ],
 )
 def test_bad_options_are_refused(derivative, options, message):
     model = options.pop("model", "gru")
     with pytest.raises(TrainingError, match=message):
-        train(derivative, model, progress=False, time_stride=2, n_test=5, **options)
+        train(derivative, model, progress=False, **{"time_stride": 2, "n_test": 5, **options})
+
+
+def test_generic_trial_sequence_task_trains_on_held_out_episodes(derivative):
+    result = train(derivative, alpha=0.1, epochs=1, task="trials", target="correct_response", test_fraction=0.3,
+                   hidden_size=8, time_stride=2, progress=False)
+    assert result.config["task"] == "trials" and result.config["task_options"]["test_fraction"] == 0.3
+    assert (result.config["n_train_sequences"], result.config["n_test_sequences"]) == (7, 3)
+    assert 0 <= result.final_test_accuracy <= 1
 
 
 def test_a_derivative_without_the_task_variables_is_refused(tmp_path):

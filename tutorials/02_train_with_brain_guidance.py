@@ -41,6 +41,7 @@
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import torch
 
 import b2m_neuro
 from b2m_neuro.adapters import load_spikes
@@ -49,13 +50,17 @@ from b2m_neuro.derivative import Derivative
 from b2m_neuro.embedding import embed
 from b2m_neuro.simulate import memory_sessions
 
+# Networks this small train fastest on one CPU thread (more threads only wait on each other,
+# badly so on a shared or busy machine); leave this out for the reference GRU or on a GPU.
+torch.set_num_threads(1)
+
 # %% [markdown]
 # ## A derivative from one simulated session
-# 240 trials (about 20 episodes); PCA to 7 dimensions, the reference embedding width.
+# 120 trials (about 10 episodes); PCA to 7 dimensions, the reference embedding width.
 
 # %%
 Path("nwb").mkdir(exist_ok=True)
-recording = memory_sessions(1, seed=0, n_trials=240, progress=False)[0]
+recording = memory_sessions(1, seed=0, n_trials=120, progress=False)[0]
 nwb_file = spikes_to_nwb(recording, "nwb/session.nwb", overwrite=True)
 rates = load_spikes(nwb_file, "paper", progress=False)
 embedded = embed([rates], method="pca", output_dimension=7, progress=False)
@@ -68,12 +73,12 @@ print(derivative.summary())
 # ## Train with and without the brain
 # The reference settings are `hidden_size=512, lr=1e-4, epochs=150, time_stride=1` (all 200 time
 # points of each trial) and take a GPU. Here: a 32-unit GRU, two time points per trial (the last
-# pre-stimulus point and the response), 15 epochs, 200 test sequences. The seed fixes the initial
+# pre-stimulus point and the response), 8 epochs, 200 test sequences. The seed fixes the initial
 # weights and the episode order, so the two runs differ only in alpha. PCA embeddings are in
 # arbitrary units, so we use the cosine variant of InfoNCE.
 
 # %%
-small = dict(hidden_size=32, lr=3e-3, epochs=15, time_stride=100, n_test=200, seed=0, progress=False,
+small = dict(hidden_size=32, lr=3e-3, epochs=8, time_stride=100, n_test=200, seed=0, progress=False,
              transfer="contrastive-cosine")
 runs = {
     "no brain (alpha = 0)": b2m_neuro.train(derivative, alpha=0.0, **small),

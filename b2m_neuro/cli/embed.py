@@ -17,7 +17,8 @@ def register(cli) -> None:
     embed.add_argument("--iterations", type=int, default=15000, help="CEBRA training steps (default 15000)")
     embed.add_argument("--batch-size", type=int, default=512, help="CEBRA batch size (default 512)")
     embed.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    embed.add_argument("--threads", type=int, default=None, help="CPU threads while embedding (default: library default)")
+    embed.add_argument("--threads", type=int, default=None,
+                       help="CPU threads while embedding (default: the libraries' own; 1 is fastest for small data)")
     embed.add_argument("--seed", type=int, default=0)
     embed.add_argument("--task", default=None, help="BIDS task label (default: memory for spikes)")
     embed.add_argument("--desc", default=None, help="desc-<label> of the file names (default: the method)")
@@ -27,7 +28,8 @@ def register(cli) -> None:
     embed.add_argument("--quiet", action="store_true", help="no progress bars")
     embed.set_defaults(run=_embed)
 
-    validate = cli.command("validate", help="Check a derivative folder (schema, SHA-256 of every file) and summarize it")
+    validate = cli.command("validate",
+                           help="Check a derivative folder (schema, SHA-256 of every file) and summarize it")
     validate.add_argument("derivative", type=Path)
     validate.add_argument("--bids", action="store_true", help="also run bids-validator-deno (offline)")
     validate.set_defaults(run=_validate)
@@ -74,7 +76,7 @@ def _embed(args: argparse.Namespace) -> None:
         task=args.task,
         progress=not args.quiet,
     )
-    params = {**embedded[0].attrs["embedding_params"], "spec": args.spec, "teacher_spec": json.loads(rates[0].attrs["spec"])}
+    params = {**embedded[0].attrs["embedding_params"], "spec": args.spec, "teacher_spec": json.loads(spec.to_json())}
     derivative = Derivative.create(args.out, embedded, method=args.method, params=params, source_datasets=files,
                                    desc=args.desc, overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
     print(derivative.summary())

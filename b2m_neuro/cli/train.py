@@ -29,6 +29,11 @@ def register(cli) -> None:
     parser.add_argument("--time-stride", type=int, default=None,
                         help="keep every n-th time point of each trial (default 1: all)")
     parser.add_argument("--n-test", type=int, default=None, help="simulated test sequences (memory; default 1000)")
+    parser.add_argument("--stimulus", default=None, help="stimulus variable (task trials; default stimulus)")
+    parser.add_argument("--target", default=None, help="binary target variable (task trials; default correct_response)")
+    parser.add_argument("--episode", default=None, help="episode/block variable (task trials; default episode)")
+    parser.add_argument("--test-fraction", type=float, default=None,
+                        help="held-out fraction of episodes (task trials; default 0.2)")
     parser.add_argument("--out", required=True, help="folder to write the run to (weights, config, history)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -45,8 +50,8 @@ def _train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     check_writable_target(out, overwrite=args.overwrite, error=TrainingError)
-    optional = {"hidden_size": args.hidden_size, "dropout": args.dropout, "time_stride": args.time_stride,
-                "n_test": args.n_test}
+    optional = {name: getattr(args, name) for name in ("hidden_size", "dropout", "time_stride", "n_test", "stimulus",
+                                                       "target", "episode", "test_fraction")}
     result = train(
         args.derivative, args.model, alpha=args.alpha, transfer=args.transfer, temperature=args.temperature,
         reduction=args.reduction, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,

@@ -250,8 +250,9 @@ def _cebra(
         except (ValueError, RuntimeError, TypeError) as error:
             raise EmbeddingError(
                 f"CEBRA could not be trained ({error})",
-                field="cebra_options",
-                fix="check the CEBRA options; each session needs at least as many samples as the model's receptive field",
+                field="method='cebra'",
+                fix="check the CEBRA options; each session needs at least as many samples as the model's "
+                "receptive field",
             ) from error
         return [model.transform(x, session_id=i if multi else None) for i, x in enumerate(matrices)]
 

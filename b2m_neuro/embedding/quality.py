@@ -62,7 +62,8 @@ class TeacherQuality:
         """A few lines for the terminal."""
         lines = ["Teacher quality"]
         if len(self.consistency):
-            lines.append(f"  cross-session consistency (mean R^2 over {len(self.consistency)} pairs): {self.mean_consistency:.3f}")
+            pairs = len(self.consistency)
+            lines.append(f"  cross-session consistency (mean R^2 over {pairs} pairs): {self.mean_consistency:.3f}")
         else:
             lines.append("  cross-session consistency: needs at least 2 sessions")
         lines.append("  decoding from the embedding (cross-validated, mean over sessions):")
@@ -117,17 +118,21 @@ def teacher_quality(
         raise EmbeddingError("no embeddings to assess", field="embeddings", fix="pass the output of b2m_neuro.embed")
     names = _names(embeddings)
     rows = []
-    import cebra.integrations.sklearn.metrics  # noqa: F401  (load the libraries before limiting their threads)
-    import sklearn.linear_model  # noqa: F401
+    import sklearn.linear_model  # noqa: F401  (load the libraries before limiting their threads)
+
+    if len(embeddings) > 1:
+        import cebra.integrations.sklearn.metrics  # noqa: F401
 
     with threadpool_limits(1):  # many tiny fits: thread pools only add contention
         for name, ds in zip(names, embeddings):
             features = _features(ds)
             for variable in variables if variables is not None else _default_variables(ds):
                 labels = _labels(ds, variable, name)
-                rows.append({"session": name, "variable": variable, **_decode(features, labels, folds=folds, seed=seed)})
+                scores = _decode(features, labels, folds=folds, seed=seed)
+                rows.append({"session": name, "variable": variable, **scores})
         consistency = _consistency(embeddings, names)
-    decoding = pd.DataFrame(rows, columns=["session", "variable", "metric", "score", "chance", "n_samples", "n_classes"])
+    columns = ["session", "variable", "metric", "score", "chance", "n_samples", "n_classes"]
+    decoding = pd.DataFrame(rows, columns=columns)
     figure_path = None if figure is None else _plot(embeddings, names, decoding, Path(figure))
     return TeacherQuality(decoding=decoding, consistency=consistency, figure=figure_path)
 
@@ -166,7 +171,8 @@ def _default_variables(ds: xr.Dataset) -> list[str]:
     for name, var in ds.data_vars.items():
         if name == "embedding" or var.dims != (rows,):
             continue
-        if var.dtype.kind in "biuf" or (var.dtype.kind in "OUS" and len(np.unique(var.values.astype(str))) <= MAX_CLASSES):
+        few_strings = var.dtype.kind in "OUS" and len(np.unique(var.values.astype(str))) <= MAX_CLASSES
+        if var.dtype.kind in "biuf" or few_strings:
             chosen.append(str(name))
     return chosen
 
@@ -198,13 +204,14 @@ def _decode(features: np.ndarray, labels: np.ndarray, *, folds: int, seed: int) 
     categorical = labels.dtype.kind in "OUSb" or len(classes) <= MAX_CLASSES
     result = {"n_samples": int(len(labels)), "n_classes": int(len(classes)) if categorical else 0}
     if categorical:
+        result.update(metric="accuracy", chance=float(counts.max() / counts.sum()))
         splits = min(folds, int(counts.min()))
         if len(classes) < 2 or splits < 2:
-            return {**result, "metric": "accuracy", "score": float("nan"), "chance": float(counts.max() / counts.sum())}
+            return {**result, "score": float("nan")}
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
         cv = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
         scores = cross_val_score(model, features, labels.astype(str), cv=cv, scoring="accuracy")
-        return {**result, "metric": "accuracy", "score": float(scores.mean()), "chance": float(counts.max() / counts.sum())}
+        return {**result, "score": float(scores.mean())}
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
     cv = KFold(n_splits=min(folds, len(labels)), shuffle=True, random_state=seed)
     scores = cross_val_score(model, features, labels.astype(float), cv=cv, scoring="r2")
@@ -221,8 +228,8 @@ def _consistency(embeddings: list[xr.Dataset], names: list[str]) -> pd.DataFrame
     for ds in embeddings:
         values = np.asarray(ds["embedding"].values, dtype=np.float64)
         if _rows_dim(ds) == "trial":
-            time = np.asarray(ds["time"].values, dtype=np.float64) if "time" in ds.coords else np.arange(values.shape[1])
-            labels.append(np.tile(time, values.shape[0]))
+            time = ds["time"].values if "time" in ds.coords else np.arange(values.shape[1])
+            labels.append(np.tile(np.asarray(time, dtype=np.float64), values.shape[0]))
             bins.append(values.shape[1])
         else:
             labels.append(np.linspace(0.0, 1.0, values.shape[0]))
@@ -250,7 +257,9 @@ def _plot(embeddings: list[xr.Dataset], names: list[str], decoding: pd.DataFrame
     for (row, variable), (col, (name, ds)) in itertools.product(enumerate(categorical), enumerate(shown)):
         _draw_panel(axes[row][col], ds, variable)
         score = decoding[(decoding["session"] == name) & (decoding["variable"] == variable)]
-        detail = f"\n{variable}: acc {score['score'].iloc[0]:.2f} (chance {score['chance'].iloc[0]:.2f})" if len(score) else ""
+        detail = ""
+        if len(score):
+            detail = f"\n{variable}: acc {score['score'].iloc[0]:.2f} (chance {score['chance'].iloc[0]:.2f})"
         axes[row][col].set_title(name + detail, fontsize=8)
     figure.suptitle("Brain embeddings coloured by task variables", fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)

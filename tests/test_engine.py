@@ -1,0 +1,258 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from test_models import UserNet, one_torch_thread  # noqa: F401 (autouse fixture)
+from test_tasks import memory_sessions
+
+from b2m_neuro.engine import Run, StackedAdam, auto_group_size, fit_runs, plan_groups, stacked_gru
+from b2m_neuro.errors import TrainingError
+from b2m_neuro.models import get_model
+from b2m_neuro.models.aligned import AlignedModel
+from b2m_neuro.tasks import MemoryTask
+from b2m_neuro.training import TrainConfig, shuffle_trials
+from b2m_neuro.transfer import transfer_loss
+
+LOSSES = ["task_loss", "transfer_loss", "total_loss", "train_accuracy", "test_loss", "test_accuracy"]
+GRU_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    return memory_sessions(2, 4, n_time=8)
+
+
+@pytest.fixture(scope="module")
+def data(sessions):
+    return MemoryTask(n_test=12, time_stride=2).prepare(sessions)
+
+
+def student(data, seed, *, hidden=8, dropout=0.3):
+    torch.manual_seed(seed)
+    network = get_model("gru", n_inputs=data.n_inputs, latent_dim=data.latent_dim, hidden_size=hidden, dropout=dropout)
+    return AlignedModel(network, "embedding")
+
+
+def config(**changes):
+    return TrainConfig(**{"alpha": 0.1, "epochs": 3, "lr": 3e-3, "seed": 0, **changes})
+
+
+def assert_same_history(actual, expected, rtol=1e-4, atol=1e-6):
+    for name in LOSSES:
+        np.testing.assert_allclose(actual[name].values, expected[name].values, rtol=rtol, atol=atol, err_msg=name)
+
+
+# --- the hand-written GRU ----------------------------------------------------------------------
+
+
+def stacked_weights(grus, dtype=torch.float32):
+    return [torch.stack([getattr(g, name).detach() for g in grus]).to(dtype).requires_grad_() for name in GRU_NAMES]
+
+
+@pytest.mark.parametrize("lengths", [None, [6, 2, 4]])
+def test_stacked_gru_matches_nn_gru_outputs_and_gradients(lengths):
+    torch.manual_seed(0)
+    grus = [torch.nn.GRU(4, 5, batch_first=True) for _ in range(3)]
+    inputs = torch.randn(3, 2, 6, 4)
+    steps = lengths or [6, 6, 6]
+    weights = stacked_weights(grus)
+    x = inputs.clone().requires_grad_()
+    ours = stacked_gru(x, *weights, lengths=lengths)
+    x_ref = inputs.clone().requires_grad_()
+    reference = torch.stack([torch.nn.functional.pad(gru(x_ref[r, :, : steps[r]])[0], (0, 0, 0, 6 - steps[r]))
+                             for r, gru in enumerate(grus)])
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    upstream = torch.randn_like(ours)
+    (ours * upstream).sum().backward()
+    (reference * upstream).sum().backward()
+    for weight, name in zip(weights, GRU_NAMES):
+        torch.testing.assert_close(weight.grad, torch.stack([getattr(g, name).grad for g in grus]), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("lengths", [None, [3, 1]])
+def test_stacked_gru_gradients_pass_gradcheck(lengths):
+    torch.manual_seed(1)
+    grus = [torch.nn.GRU(2, 3, batch_first=True) for _ in range(2)]
+    inputs = torch.randn(2, 2, 3, 2, dtype=torch.float64, requires_grad=True)
+    weights = stacked_weights(grus, torch.float64)
+    assert torch.autograd.gradcheck(lambda x, *w: stacked_gru(x, *w, lengths=lengths), (inputs, *weights))
+
+
+# --- Adam ---------------------------------------------------------------------------------------
+
+
+def test_stacked_adam_matches_torch_adam_per_run():
+    torch.manual_seed(2)
+    lrs, decays = [1e-2, 3e-3, 1e-1], [0.0, 1e-2, 0.5]
+    start = [torch.randn(3, 4, 5), torch.randn(3, 7)]
+    stacked = [tensor.clone() for tensor in start]
+    adam = StackedAdam(stacked, lr=lrs, weight_decay=decays)
+    singles = [[tensor[r].clone().requires_grad_() for tensor in start] for r in range(3)]
+    torch_adams = [torch.optim.Adam(params, lr=lr, weight_decay=wd) for params, lr, wd in zip(singles, lrs, decays)]
+    for _ in range(5):
+        grads = [torch.randn_like(tensor) for tensor in start]
+        adam.step(grads)
+        for r, optimizer in enumerate(torch_adams):
+            for param, grad in zip(singles[r], grads):
+                param.grad = grad[r].clone()
+            optimizer.step()
+    for i in range(2):
+        torch.testing.assert_close(stacked[i], torch.stack([params[i].detach() for params in singles]), rtol=1e-6, atol=1e-7)
+
+
+def test_stacked_adam_leaves_inactive_runs_untouched_even_with_nan_gradients():
+    params = [torch.ones(2, 3)]
+    adam = StackedAdam(params, lr=[0.1, 0.1], weight_decay=[0.0, 0.1])
+    adam.step([torch.tensor([[1.0, 1.0, 1.0], [float("nan")] * 3])], active=torch.tensor([True, False]))
+    assert torch.equal(params[0][1], torch.ones(3))
+    assert torch.allclose(params[0][0], torch.full((3,), 0.9))  # first Adam step moves by lr
+
+
+# --- the loop -----------------------------------------------------------------------------------
+
+
+def reference_fit(data, model, cfg):
+    """The single-run loop written plainly with nn.GRU and torch.optim.Adam (no dropout): the oracle."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    train = {name: torch.as_tensor(getattr(data, f"train_{name}")) for name in ("inputs", "targets", "scored", "brain", "paired")}
+    rng = np.random.default_rng(cfg.seed)
+    history = {name: [] for name in LOSSES}
+    for _ in range(cfg.epochs):
+        order = rng.permutation(len(data.train_lengths))
+        sums = np.zeros(5)
+        batches = np.array_split(order, np.ceil(len(order) / cfg.batch_size))
+        for rows in batches:
+            steps = int(data.train_lengths[rows].max())
+            inputs, targets, scored, brain, paired = (train[name][rows, :steps] for name in train)
+            outputs, embedding = model(inputs)
+            task = ((outputs[scored] - targets[scored]) ** 2).mean()
+            brain_loss = transfer_loss(cfg.transfer, brain[paired], embedding[paired], temperature=cfg.temperature,
+                                       reduction=cfg.reduction)
+            total = (1 - cfg.alpha) * task + cfg.alpha * brain_loss
+            optimizer.zero_grad()
+            total.backward()
+            optimizer.step()
+            correct = ((outputs[scored] > 0) == (targets[scored] > 0)).sum()
+            sums += [task.item(), brain_loss.item(), total.item(), correct.item(), scored.sum().item()]
+        with torch.no_grad():
+            outputs = model(torch.as_tensor(data.test_inputs))[0]
+            scored = torch.as_tensor(data.test_scored)
+            targets = torch.as_tensor(data.test_targets)[scored]
+            test_loss = float(((outputs[scored] - targets) ** 2).mean())
+            test_accuracy = float(((outputs[scored] > 0) == (targets > 0)).float().mean())
+        for name, value in zip(LOSSES, [*sums[:3] / len(batches), sums[3] / sums[4], test_loss, test_accuracy]):
+            history[name].append(value)
+    return history
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_one_run_reproduces_the_plain_single_run_loop(data, batch_size):
+    cfg = config(batch_size=batch_size, weight_decay=1e-3, alpha=0.3, seed=4)
+    expected = reference_fit(data, student(data, 4, dropout=0.0), cfg)
+    trained = student(data, 4, dropout=0.0)
+    [(history, diverged)] = fit_runs([Run(data, trained, cfg)], progress=False)
+    assert not diverged and list(history.epoch.values) == [1, 2, 3]
+    for name in LOSSES:
+        np.testing.assert_allclose(history[name].values, expected[name], rtol=1e-4, atol=1e-6, err_msg=name)
+    assert (np.diff(history.wall_time.values) > 0).all()
+
+
+def mixed_runs(data, sessions):
+    """Four different runs: seeds, alphas, transfer losses, lr, weight decay, and a shuffled teacher."""
+    shuffled = MemoryTask(n_test=12, time_stride=2).prepare(shuffle_trials(sessions, seed=7))
+    settings = [(data, config(seed=0, alpha=0.0)),
+                (data, config(seed=1, alpha=0.1, transfer="latent", weight_decay=1e-2)),
+                (shuffled, config(seed=7, alpha=0.5)),
+                (data, config(seed=3, alpha=0.05, lr=1e-2, transfer="contrastive-cosine", reduction="sum"))]
+    return [Run(task_data, student(task_data, cfg.seed), cfg) for task_data, cfg in settings]
+
+
+def test_batched_runs_give_the_histories_of_runs_trained_one_at_a_time(data, sessions):
+    together = mixed_runs(data, sessions)
+    assert plan_groups(together, group_size=4) == [[0, 1, 2, 3]]
+    batched = fit_runs(together, group_size=4, progress=False)
+    alone = [fit_runs([run], progress=False)[0] for run in mixed_runs(data, sessions)]
+    for (history, diverged), (expected, expected_diverged), run in zip(batched, alone, together):
+        assert diverged == expected_diverged is False
+        assert_same_history(history, expected, rtol=1e-5)
+    # the students hold their trained weights, and different runs really differ
+    weights = [run.student.model.gru.weight_hh_l0.detach() for run in together]
+    assert not torch.allclose(weights[0], weights[1])
+    assert not np.allclose(batched[0][0].test_loss, batched[1][0].test_loss)
+
+
+def test_nn_gru_backend_gives_the_same_histories_as_the_stacked_gru(data, sessions):
+    stacked = fit_runs(mixed_runs(data, sessions)[:2], backend="stacked", progress=False)
+    reference = fit_runs(mixed_runs(data, sessions)[:2], backend="nn.GRU", progress=False)
+    for (history, _), (expected, _) in zip(stacked, reference):
+        assert_same_history(history, expected)
+
+
+def test_dropout_masks_depend_on_the_seed_only(data):
+    first, again, other = (fit_runs([Run(data, student(data, 0), config(seed=seed))], progress=False)[0][0]
+                           for seed in (5, 5, 6))
+    assert_same_history(first, again, rtol=0, atol=0)
+    assert not np.allclose(first.task_loss, other.task_loss)
+
+
+def test_a_diverging_run_is_stopped_without_touching_the_others(data):
+    broken = dataclasses.replace(data, train_brain=np.full_like(data.train_brain, np.nan))
+    configs = [config(seed=0), config(seed=1), config(seed=2, divergence_factor=0.5), config(seed=3)]
+    datasets = [data, broken, data, data]
+
+    def runs():
+        return [Run(d, student(d, c.seed), c) for d, c in zip(datasets, configs)]
+
+    together = runs()
+    initial = together[1].student.model.gru.weight_hh_l0.detach().clone()
+    outcomes = fit_runs(together, group_size=4, progress=False)
+    assert [diverged for _, diverged in outcomes] == [False, True, True, False]
+    assert np.isnan(outcomes[1][0].task_loss).all()  # NaN loss in the first batch: no epoch completed
+    assert torch.equal(together[1].student.model.gru.weight_hh_l0.detach(), initial)  # never updated
+    factor_history = outcomes[2][0]  # its first epoch ends far above half its first loss: stopped there
+    assert np.isfinite(factor_history.task_loss[0]) and np.isnan(factor_history.task_loss[1:]).all()
+    assert factor_history.attrs["diverged"] == 1
+    for index in (0, 3):
+        expected = fit_runs([runs()[index]], progress=False)[0][0]
+        assert_same_history(outcomes[index][0], expected, rtol=1e-5)
+
+
+def test_user_modules_train_alone_and_results_keep_the_order_of_runs(data):
+    user = AlignedModel(UserNet(width=data.latent_dim), "bottleneck")
+    runs = [Run(data, student(data, 0), config(seed=0)), Run(data, user, config(seed=1)),
+            Run(data, student(data, 2), config(seed=2))]
+    assert plan_groups(runs, group_size=8) == [[0, 2], [1]]
+    before = user.model.bottleneck.weight.detach().clone()
+    outcomes = fit_runs(runs, progress=False)
+    assert all(np.isfinite(history[LOSSES].to_array()).all() for history, _ in outcomes)
+    assert not torch.equal(user.model.bottleneck.weight.detach(), before)
+    solo = fit_runs([Run(data, student(data, 2), config(seed=2))], progress=False)[0][0]
+    assert_same_history(outcomes[2][0], solo, rtol=1e-5)
+
+
+# --- grouping -----------------------------------------------------------------------------------
+
+
+def test_runs_are_grouped_by_shape_and_cut_to_the_group_size(data):
+    small = [Run(data, student(data, s, hidden=8), config(seed=s)) for s in range(5)]
+    large = [Run(data, student(data, s, hidden=12), config(seed=s)) for s in range(2)]
+    other_batch = [Run(data, student(data, 9, hidden=8), config(seed=9, batch_size=2))]
+    runs = [small[0], large[0], *small[1:], large[1], *other_batch]
+    assert plan_groups(runs, group_size=2) == [[0, 2], [3, 4], [5], [1, 6], [7]]
+    assert sorted(i for group in plan_groups(runs) for i in group) == list(range(len(runs)))
+
+
+def test_automatic_group_size_follows_the_weights_per_run():
+    sizes = {hidden: auto_group_size(hidden, 4, n_runs=1000) for hidden in (8, 128, 512, 4096)}
+    assert sizes[8] >= sizes[128] >= sizes[512] >= sizes[4096] == 1
+    assert sizes[128] > 1  # small GRUs are worth batching on any CPU cache
+    assert auto_group_size(128, 4, n_runs=3) <= 3 and auto_group_size(64, 4, n_runs=1) == 1
+
+
+@pytest.mark.parametrize("option", [{"backend": "fast"}, {"group_size": 0}, {"group_size": 1.5}])
+def test_bad_engine_options_raise_training_errors(data, option):
+    with pytest.raises(TrainingError) as error:
+        fit_runs([Run(data, student(data, 0), config())], progress=False, **option)
+    assert error.value.field in ("backend", "group_size")
