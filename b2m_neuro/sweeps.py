@@ -157,8 +157,10 @@ def sweep(
         The store folder (created if needed). Calling again with the same arguments trains only the
         runs that are missing.
     engine
-        ``"sequential"``: one :func:`b2m_neuro.train` call after another. ``"batched"`` (many runs at
-        once in one process) is not available yet and raises :class:`SweepError`.
+        ``"sequential"``: one run after another, each stored as soon as it is trained. ``"batched"``:
+        the missing runs (of the sweep, or of a Dask task's seed) are trained together by
+        :func:`b2m_neuro.engine.fit_runs`, many runs at once in one process, and stored when done.
+        Both give the same results (up to float rounding); see :mod:`b2m_neuro.engine` for speed.
     scheduler
         ``None`` runs in this process; ``"local"`` starts a ``dask.distributed.LocalCluster`` (worker
         processes on 127.0.0.1); a scheduler address (``"tcp://host:8786"``) or a
@@ -203,9 +205,9 @@ def sweep(
     if progress:
         print(f"sweep: {len(runs)} runs, {len(runs) - len(missing)} already in {store}, training {len(missing)}")
     if scheduler is None:
-        _train_group(str(derivative_root), str(store), missing, progress=progress)
+        _train_group(str(derivative_root), str(store), missing, engine=engine, progress=progress)
     else:
-        _run_on_dask(scheduler, str(derivative_root), str(store), groups, progress=progress)
+        _run_on_dask(scheduler, str(derivative_root), str(store), groups, engine=engine, progress=progress)
     return SweepResult.from_store(store)  # also rewrites the index from the run files
 
 
@@ -247,11 +249,8 @@ def rebuild_index(out: str | os.PathLike) -> pd.DataFrame:
 
 def _check_grid(model: Any, alphas: Sequence[float], seeds: int | Sequence[int], controls: Sequence[str],
                 l2: Sequence[float], engine: str, scheduler: Any, train_options: Mapping[str, Any]) -> list[int]:
-    if engine == "batched":
-        raise SweepError("the batched engine is not available yet", field="engine",
-                         fix='use engine="sequential" (one train call after another)')
-    if engine != "sequential":
-        raise SweepError(f"unknown engine {engine!r}", field="engine", fix='use engine="sequential"')
+    if engine not in ("sequential", "batched"):
+        raise SweepError(f"unknown engine {engine!r}", field="engine", fix='use engine="sequential" or "batched"')
     if not isinstance(model, str):
         raise SweepError("a sweep needs a registered model name", field="model",
                          fix="pass a name such as 'gru' (a module cannot identify runs in a store)")
@@ -308,26 +307,46 @@ def _run_config(study: Mapping[str, Any], condition: str, strength: float, seed:
 # ---------------------------------------------------------------------------------- the runs
 
 
-def _train_group(derivative_root: str, store: str, runs: list[Mapping[str, Any]], *, progress: bool = False) -> list[str]:
+def _train_group(derivative_root: str, store: str, runs: list[Mapping[str, Any]], *, engine: str = "sequential",
+                 progress: bool = False) -> list[str]:
     """Train the runs of a group whose file is missing, each written atomically; return their ids.
 
-    One Dask task (or the whole sweep in-process). The derivative is read once per group and
-    passed to :func:`b2m_neuro.train` as its list of sessions.
+    One Dask task (or the whole sweep in-process). The derivative is read once per group. With
+    ``engine="sequential"`` the runs are trained one after another, each written as soon as it is
+    done; with ``"batched"`` all missing runs are prepared, trained together by
+    :func:`b2m_neuro.engine.fit_runs` (which batches the runs whose shapes agree) and then written.
+    Either way each run is exactly the :func:`b2m_neuro.train` call it stands for.
     """
     from b2m_neuro.derivative import Derivative
-    from b2m_neuro.training import train
+    from b2m_neuro.engine import fit_runs
 
-    sessions: list[xr.Dataset] = []
-    for run in track(runs, description="sweep runs", total=len(runs), progress=progress):
-        path = Path(store) / _RUNS / f"{run['run_id']}.nc"
-        if path.exists():
-            continue
-        sessions = sessions or Derivative.open(derivative_root).datasets()
-        teacher = surrogate_sessions(sessions, seed=run["seed"]) if run["teacher"] == "surrogate" else sessions
-        result = train(teacher, run["model"], alpha=run["alpha"], weight_decay=run["weight_decay"],
-                       control=run["control"], seed=run["seed"], progress=False, **run["train_options"])
-        _write_run(path, run, result, derivative_root=derivative_root)
+    missing = [run for run in runs if not (Path(store) / _RUNS / f"{run['run_id']}.nc").exists()]
+    sessions = Derivative.open(derivative_root).datasets() if missing else []
+    batches = [missing] if engine == "batched" else [[run] for run in missing]
+    shared: dict = {}
+    for batch in track(batches, description="sweep runs", total=len(batches), progress=progress and engine != "batched"):
+        prepared = [_prepare_run(sessions, run, shared) for run in batch]
+        outcomes = fit_runs([p.run for p in prepared], device=prepared[0].device, progress=progress and engine == "batched")
+        for run, ready, (history, diverged) in zip(batch, prepared, outcomes):
+            _write_run(Path(store) / _RUNS / f"{run['run_id']}.nc", run, ready.result(history, diverged),
+                       derivative_root=derivative_root)
     return [run["run_id"] for run in runs]
+
+
+def _prepare_run(sessions: list[xr.Dataset], run: Mapping[str, Any], shared: dict) -> Any:
+    """The run's :func:`b2m_neuro.training.prepare_run`, its task arrays shared with equal ones in ``shared``."""
+    from b2m_neuro.training import prepare_run
+
+    teacher = surrogate_sessions(sessions, seed=run["seed"]) if run["teacher"] == "surrogate" else sessions
+    ready = prepare_run(teacher, run["model"], alpha=run["alpha"], weight_decay=run["weight_decay"],
+                        control=run["control"], seed=run["seed"], **run["train_options"])
+    data = ready.run.data
+    for name, value in vars(data).items():
+        if isinstance(value, np.ndarray):
+            value = np.ascontiguousarray(value)
+            key = (name, value.shape, value.dtype.str, hashlib.blake2b(value.data, digest_size=16).digest())
+            setattr(data, name, shared.setdefault(key, value))
+    return ready
 
 
 def _write_run(path: Path, run: Mapping[str, Any], result: Any, *, derivative_root: str) -> None:
@@ -340,14 +359,15 @@ def _write_run(path: Path, run: Mapping[str, Any], result: Any, *, derivative_ro
         history.to_netcdf(tmp, engine="h5netcdf")
 
 
-def _run_on_dask(scheduler: Any, derivative_root: str, store: str, groups: list[list[dict]], *, progress: bool) -> None:
+def _run_on_dask(scheduler: Any, derivative_root: str, store: str, groups: list[list[dict]], *, engine: str,
+                 progress: bool) -> None:
     from dask.distributed import as_completed
 
     with _dask_client(scheduler) as client:
         workers = client.scheduler_info().get("workers", {}).values()
         resources = {"GPU": 1} if any("GPU" in w.get("resources", {}) for w in workers) else None
-        futures = [client.submit(_train_group, derivative_root, store, group, pure=False, resources=resources)
-                   for group in groups]
+        futures = [client.submit(_train_group, derivative_root, store, group, engine=engine, pure=False,
+                                 resources=resources) for group in groups]
         for future in track(as_completed(futures), description="sweep run groups", total=len(futures), progress=progress):
             future.result()
 

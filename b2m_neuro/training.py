@@ -6,8 +6,8 @@ is pulled toward the brain embedding of the same time points (``L_transfer``), w
 
 The task loss is the mean squared error between the output (in [-1.5, 1.5]) and the target
 (+1 accept, -1 reject) at each trial's response point; accuracy is the sign of the output against
-the target. The loop itself is :func:`fit` (task data + model + config -> history), kept apart from
-the input handling so that a batched engine can replace it.
+the target. The loop itself is :func:`b2m_neuro.engine.fit_runs` (task data + model + config ->
+history, for one run or many at once); :func:`prepare_run` is everything before it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import inspect
 import json
 import os
 import platform
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ import numpy as np
 import xarray as xr
 
 from b2m_neuro._util.files import atomic_path, check_writable_target
-from b2m_neuro._util.progress import track
 from b2m_neuro._version import __version__
 from b2m_neuro.errors import TrainingError
 from b2m_neuro.tasks import TaskData, TrialSequenceTask, get_task
@@ -36,7 +34,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["train", "TrainResult", "TrainConfig", "fit"]
+__all__ = ["train", "TrainResult", "TrainConfig", "fit", "prepare_run", "PreparedRun"]
 
 CONTROLS = (None, "shuffled")
 HISTORY_VARIABLES = {
@@ -48,7 +46,6 @@ HISTORY_VARIABLES = {
     "test_accuracy": "fraction of test responses whose sign matches the target after the epoch",
     "wall_time": "seconds since training started, at the end of the epoch",
 }
-_EVAL_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -233,7 +230,45 @@ def train(
     >>> result = b2m_neuro.train("derivatives/b2m-cebra", alpha=0.012, epochs=150)  # doctest: +SKIP
     >>> result.history.test_accuracy.plot()  # doctest: +SKIP
     """
+    from b2m_neuro.engine import Run, fit_runs
+
+    prepared = prepare_run(derivative, model, alpha=alpha, transfer=transfer, temperature=temperature,
+                           reduction=reduction, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+                           control=control, seed=seed, device=device, task=task, align_layer=align_layer, **options)
+    [(history, diverged)] = fit_runs([prepared.run], device=prepared.device, progress=progress)
+    return prepared.result(history, diverged)
+
+
+@dataclass
+class PreparedRun:
+    """One run ready for the engine (:func:`prepare_run`): ``run`` (task data, student, settings),
+    the torch ``device`` and the ``run_config`` recorded with the result."""
+
+    run: Any
+    device: Any
+    run_config: dict
+
+    def result(self, history: xr.Dataset, diverged: bool) -> TrainResult:
+        """The :class:`TrainResult` once the engine has trained ``run`` into ``history``."""
+        history.attrs["config"] = json.dumps(self.run_config)
+        return TrainResult(history=history, model=self.run.student.model.cpu(), config=self.run_config,
+                           versions=_versions(), diverged=diverged)
+
+
+def prepare_run(derivative: Any, model: str | nn.Module = "gru", *, alpha: float, transfer: str = "contrastive",
+                temperature: float = 0.1, reduction: str = "mean", epochs: int = 150, lr: float = 1e-4,
+                batch_size: int = 1, weight_decay: float = 0.0, control: str | None = None, seed: int = 0,
+                device: str = "auto", task: str | TrialSequenceTask = "memory", align_layer: str | None = None,
+                **options: Any) -> PreparedRun:
+    """Everything :func:`train` does before the training loop (same arguments, no ``progress``).
+
+    Checks the options, reads the derivative, applies the control, prepares the task data and builds
+    the student (initial weights under ``torch.manual_seed(seed)``). :func:`b2m_neuro.sweeps.sweep`
+    prepares many runs this way and trains them together with :func:`b2m_neuro.engine.fit_runs`.
+    """
     import torch
+
+    from b2m_neuro.engine import Run
 
     config = TrainConfig(alpha=alpha, transfer=transfer, temperature=temperature, reduction=reduction,
                          epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed)
@@ -247,7 +282,6 @@ def train(
     torch.manual_seed(seed)
     student, model_name, model_options = _student(model, data, align_layer, model_options)
     student = student.to(torch_device)
-    history, diverged = fit(data, student, config, device=torch_device, progress=progress)
     run_config = {
         "model": model_name, "model_options": model_options, "align_layer": student.align_layer,
         "task": task.name, "task_options": task.options(), "control": control, "device": str(torch_device),
@@ -255,79 +289,19 @@ def train(
         "n_test_sequences": len(data.test_lengths), "stimuli": [_plain(value) for value in data.stimuli],
         **asdict(config),
     }
-    history.attrs["config"] = json.dumps(run_config)
-    return TrainResult(history=history, model=student.model.cpu(), config=run_config, versions=_versions(),
-                       diverged=diverged)
+    return PreparedRun(run=Run(data, student, config), device=torch_device, run_config=run_config)
 
 
 def fit(data: TaskData, student: Any, config: TrainConfig, *, device: Any = "cpu",
         progress: bool = True) -> tuple[xr.Dataset, bool]:
-    """The training loop: Adam over the training sequences for ``config.epochs`` epochs.
+    """Train one student: :func:`b2m_neuro.engine.fit_runs` with R = 1 (the package's one training loop).
 
-    ``student`` is an :class:`b2m_neuro.models.aligned.AlignedModel` (returns outputs and the
-    aligned layer). Returns the per-epoch history and whether the run diverged.
+    ``student`` is an :class:`b2m_neuro.models.aligned.AlignedModel`, trained in place. Returns the
+    per-epoch history and whether the run diverged.
     """
-    import torch
+    from b2m_neuro.engine import Run, fit_runs
 
-    from b2m_neuro.transfer import transfer_loss
-
-    optimizer = torch.optim.Adam(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    train = _tensors(data, "train", device)
-    test = _tensors(data, "test", device)
-    order_rng = np.random.default_rng(config.seed)
-    history = {name: np.full(config.epochs, np.nan) for name in HISTORY_VARIABLES}
-    start = time.perf_counter()
-    start_loss = None  # the first batch's loss, before any update: the yardstick for divergence
-    diverged = False
-    for epoch in track(range(config.epochs), description="training", total=config.epochs, progress=progress):
-        student.train()
-        sums = np.zeros(5)  # task, transfer, total, correct responses, scored responses
-        order = order_rng.permutation(len(data.train_lengths))
-        for batch in np.array_split(order, np.ceil(len(order) / config.batch_size)):
-            inputs, targets, scored, brain, paired = _batch(train, batch, data.train_lengths)
-            outputs, embedding = student(inputs)
-            task_loss = ((outputs[scored] - targets[scored]) ** 2).mean()
-            brain_loss = transfer_loss(config.transfer, brain[paired], embedding[paired],
-                                       temperature=config.temperature, reduction=config.reduction)
-            total = (1.0 - config.alpha) * task_loss + config.alpha * brain_loss
-            if not torch.isfinite(total):
-                diverged = True
-                break
-            optimizer.zero_grad()
-            total.backward()
-            optimizer.step()
-            correct = ((outputs[scored] > 0) == (targets[scored] > 0)).sum()
-            sums += [task_loss.item(), brain_loss.item(), total.item(), correct.item(), scored.sum().item()]
-            start_loss = total.item() if start_loss is None else start_loss
-        if diverged or not _parameters_finite(student):
-            diverged = True
-            break
-        n_batches = int(np.ceil(len(order) / config.batch_size))
-        history["task_loss"][epoch], history["transfer_loss"][epoch], history["total_loss"][epoch] = sums[:3] / n_batches
-        history["train_accuracy"][epoch] = sums[3] / sums[4]
-        history["test_loss"][epoch], history["test_accuracy"][epoch] = evaluate(student, test)
-        history["wall_time"][epoch] = time.perf_counter() - start
-        if history["total_loss"][epoch] > config.divergence_factor * max(start_loss, 1e-12):
-            diverged = True
-            break
-    return _history_dataset(history, diverged), diverged
-
-
-def evaluate(student: Any, test: dict) -> tuple[float, float]:
-    """Task loss and accuracy of ``student`` (dropout off) on padded test tensors."""
-    import torch
-
-    student.eval()
-    squared, correct, count = 0.0, 0.0, 0.0
-    with torch.no_grad():
-        for start in range(0, len(test["lengths"]), _EVAL_CHUNK):
-            rows = np.arange(start, min(start + _EVAL_CHUNK, len(test["lengths"])))
-            inputs, targets, scored = _batch(test, rows, test["lengths"])[:3]
-            outputs = student(inputs)[0][scored]
-            squared += float(((outputs - targets[scored]) ** 2).sum())
-            correct += float(((outputs > 0) == (targets[scored] > 0)).sum())
-            count += float(scored.sum())
-    return squared / count, correct / count
+    return fit_runs([Run(data, student, config)], device=device, progress=progress)[0]
 
 
 def shuffle_trials(sessions: Sequence[xr.Dataset], *, seed: int) -> list[xr.Dataset]:
@@ -457,29 +431,6 @@ def _device(device: str) -> Any:
 
 
 # --- tensors and history -----------------------------------------------------------------------
-
-
-def _tensors(data: TaskData, split: str, device: Any) -> dict:
-    import torch
-
-    names = ("inputs", "targets", "scored", "lengths") + (("brain", "paired") if split == "train" else ())
-    return {name: torch.as_tensor(getattr(data, f"{split}_{name}"), device=device) for name in names}
-
-
-def _batch(tensors: dict, rows: np.ndarray, lengths: np.ndarray) -> tuple:
-    """The rows' tensors, cut to the longest sequence among them (padding is at the end)."""
-    import torch
-
-    index = torch.as_tensor(rows, device=tensors["inputs"].device)
-    steps = int(lengths[rows].max())
-    names = ("inputs", "targets", "scored", "brain", "paired")
-    return tuple(tensors[name][index, :steps] if name in tensors else None for name in names)
-
-
-def _parameters_finite(student: Any) -> bool:
-    import torch
-
-    return all(bool(torch.isfinite(parameter).all()) for parameter in student.parameters())
 
 
 def _history_dataset(history: dict, diverged: bool) -> xr.Dataset:

@@ -40,7 +40,7 @@ def test_sweep_then_report(derivative_root, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [(["--alphas", "1.5"], "alphas must be"), (["--alphas", "0.1", "--engine", "batched"], "not available yet")],
+    [(["--alphas", "1.5"], "alphas must be"), (["--alphas", "0.1", "--l2", "-1"], "l2 must be")],
 )
 def test_bad_sweep_is_a_clean_error(derivative_root, tmp_path, capsys, extra, message):
     assert main(["sweep", derivative_root, "--out", str(tmp_path / "runs"), *extra, *TINY_ARGS]) == 2

@@ -72,6 +72,14 @@ def test_store_holds_one_file_per_run_and_an_index(store):
     assert not np.isnan(result["test_accuracy"].values[result["trained"].values]).any()
 
 
+def test_the_batched_engine_fills_the_same_store(store, derivative, tmp_path):
+    out, sequential = store
+    batched = sweep(derivative, out=tmp_path / "batched", engine="batched", progress=False, **GRID, **TINY)
+    assert sorted(p.name for p in run_files(tmp_path / "batched")) == sorted(p.name for p in run_files(out))
+    for name in ("task_loss", "transfer_loss", "test_loss", "test_accuracy"):
+        np.testing.assert_allclose(batched[name].values, sequential[name].values, rtol=1e-4, atol=1e-6)
+
+
 def test_each_run_is_the_train_call_it_stands_for(store, derivative):
     out, result = store
     direct = train(derivative, alpha=0.2, control="shuffled", seed=1, progress=False, **TINY)
@@ -161,7 +169,6 @@ def test_surrogate_keeps_spectra_and_task_variables(derivative):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"engine": "batched"}, "batched engine is not available"),
         ({"engine": "fast"}, "unknown engine"),
         ({"alphas": [0.0]}, "alphas must be"),
         ({"alphas": [1.5]}, "alphas must be"),

@@ -80,25 +80,7 @@ def test_other_transfer_losses_train(derivative, transfer):
     assert np.isfinite(result.history.transfer_loss).all() and not result.diverged
 
 
-def test_padded_batches_score_only_real_time_points(derivative):
-    from b2m_neuro.models import get_model
-    from b2m_neuro.models.aligned import AlignedModel
-    from b2m_neuro.tasks import MemoryTask
-    from b2m_neuro.training import _batch, _tensors
-
-    data = MemoryTask(n_test=5, time_stride=2).prepare(derivative.datasets())
-    tensors = _tensors(data, "train", "cpu")
-    student = AlignedModel(get_model("gru", n_inputs=4, latent_dim=3, hidden_size=8, dropout=0.0), "embedding").eval()
-    rows = np.argsort(data.train_lengths)[[0, -1]]  # the shortest and the longest episode
-    inputs, targets, scored, brain, paired = _batch(tensors, rows, data.train_lengths)
-    assert inputs.shape[1] == data.train_lengths.max() and scored[0, data.train_lengths[rows[0]]:].sum() == 0
-    with torch.no_grad():
-        together = student(inputs)[0][scored]
-        alone = []
-        for row in rows:
-            one_inputs, _, one_scored = _batch(tensors, np.array([row]), data.train_lengths)[:3]
-            alone.append(student(one_inputs)[0][one_scored])
-    torch.testing.assert_close(together, torch.cat(alone))
+def test_batches_of_several_episodes_train(derivative):
     result = train(derivative, alpha=0.1, epochs=2, batch_size=4, **SMALL)
     assert np.isfinite(result.history.task_loss).all() and result.config["batch_size"] == 4
 
