@@ -55,7 +55,7 @@ def _demo(args: argparse.Namespace) -> None:
         ("embed", ["embed", str(dandiset), "--spec", "paper", "--method", "cebra",
                    "--iterations", str(size["iterations"]), "--out", str(derivative), "--overwrite", *quiet]),
         ("sweep", ["sweep", str(derivative), "--alphas", *size["alphas"], "--seeds", str(seeds),
-                   "--controls", "shuffled", "l2", "--l2", *size["l2"], "--out", str(runs), *train, *quiet]),
+                   "--controls", "shuffled", "l2", "--l2", *size["l2"], "--engine", "batched", "--out", str(runs), *train, *quiet]),
         ("report", ["report", str(runs), "--out", str(report), "--overwrite", *quiet]),
     ]
     for folder in (dandiset, derivative, runs, report):  # the demo replaces its own previous outputs
