@@ -16,13 +16,16 @@ from b2m_neuro.errors import B2MError
 
 # A CPU-sized study (a few minutes on 2 cores) and the reference study (a GPU; hours on a CPU).
 SIZES = {
-    "quick": {"sessions": 3, "trials": 240, "iterations": 300, "alphas": ["0.05", "0.2"], "seeds": 3,
-              "l2": ["1e-4", "1e-3"], "train": ["--epochs", "25", "--hidden-size", "64", "--lr", "3e-3",
-                                              "--time-stride", "10", "--n-test", "200", "--batch-size", "4"]},
+    "quick": {"sessions": 3, "trials": 160, "iterations": 120, "alphas": ["0.05", "0.2"], "seeds": 3,
+              "epochs": 40, "l2": ["1e-4", "1e-3"], "train": ["--hidden-size", "64", "--lr", "3e-3",
+                                              "--time-stride", "100", "--n-test", "200"]},
     "full": {"sessions": 17, "trials": 400, "iterations": 15000,
              "alphas": ["0.004", "0.008", "0.012", "0.016", "0.02", "0.024", "0.028", "0.032", "0.036", "0.04"],
-             "seeds": 10, "l2": ["1e-5", "1e-4", "1e-3"], "train": ["--epochs", "150"]},
+             "seeds": 10, "epochs": 150, "l2": ["1e-5", "1e-4", "1e-3"], "train": []},
 }
+# command-line overrides of a size's settings, for quick looks and tests
+OVERRIDES = {"sessions": "number of simulated sessions", "trials": "trials per session",
+             "iterations": "CEBRA training steps", "seeds": "seeds per condition", "epochs": "epochs per run"}
 
 
 def register(cli) -> None:
@@ -31,30 +34,26 @@ def register(cli) -> None:
     demo.add_argument("--full", action="store_true",
                       help="the reference-scale study (17 sessions, 15,000 CEBRA steps, 10 alphas x 10 seeds, "
                            "GRU 512, 150 epochs): for a GPU")
-    demo.add_argument("--sessions", type=int, default=None, help="override the number of simulated sessions")
-    demo.add_argument("--seeds", type=int, default=None, help="override the number of seeds per condition")
-    demo.add_argument("--epochs", type=int, default=None, help="override the epochs per run")
+    for name, what in OVERRIDES.items():
+        demo.add_argument(f"--{name}", type=int, default=None, help=f"override the {what}")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(run=_demo)
 
 
 def _demo(args: argparse.Namespace) -> None:
-    size = SIZES["full" if args.full else "quick"]
+    size = dict(SIZES["full" if args.full else "quick"])
+    size.update({name: value for name in OVERRIDES if (value := getattr(args, name)) is not None})
     out = args.out
     dandiset, derivative = out / "dandiset", out / "derivatives" / "b2m-cebra"
     runs, report = out / "runs", out / "report"
     quiet = ["--quiet"] if args.quiet else []
-    sessions = args.sessions or size["sessions"]
-    seeds = args.seeds or size["seeds"]
-    train = list(size["train"])
-    if args.epochs:
-        train[train.index("--epochs") + 1] = str(args.epochs)
+    train = [*size["train"], "--epochs", str(size["epochs"])]
     steps = [
-        ("simulate", ["simulate", "memory", "--sessions", str(sessions), "--trials", str(size["trials"]),
+        ("simulate", ["simulate", "memory", "--sessions", str(size["sessions"]), "--trials", str(size["trials"]),
                       "--out", str(dandiset), "--overwrite", *quiet]),
         ("embed", ["embed", str(dandiset), "--spec", "paper", "--method", "cebra",
                    "--iterations", str(size["iterations"]), "--out", str(derivative), "--overwrite", *quiet]),
-        ("sweep", ["sweep", str(derivative), "--alphas", *size["alphas"], "--seeds", str(seeds),
+        ("sweep", ["sweep", str(derivative), "--alphas", *size["alphas"], "--seeds", str(size["seeds"]),
                    "--controls", "shuffled", "l2", "--l2", *size["l2"], "--engine", "batched", "--out", str(runs), *train, *quiet]),
         ("report", ["report", str(runs), "--out", str(report), "--overwrite", *quiet]),
     ]
