@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
 _HOME = Path(tempfile.mkdtemp(prefix="b2m-test-home-"))
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 os.environ.update(
     HOME=str(_HOME),
     XDG_CACHE_HOME=str(_HOME / ".cache"),
