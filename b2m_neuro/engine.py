@@ -43,7 +43,10 @@ paired time points; total ``(1 - alpha) * task + alpha * transfer``. Dropout mas
 run's own ``torch.Generator`` (seeded from ``config.seed``). A run is stopped and marked diverged when
 a batch's total loss is NaN/inf (that epoch stays NaN), when its weights stop being finite, or when an
 epoch's mean total loss exceeds ``divergence_factor`` times the first batch's loss; the other runs of
-its group go on unchanged. After each epoch the run is evaluated on its test set with dropout off.
+its group go on unchanged. After each epoch the run is evaluated on its test set with dropout off,
+and the alignment of its aligned layer with the brain embedding (linear CKA and RSA, see
+:func:`_alignment`) is measured on the paired time points of its training sequences, also with
+dropout off: the test sequences have no brain embedding.
 
 torch is imported at the top of this module: only :mod:`b2m_neuro.training` and
 :mod:`b2m_neuro.sweeps` import it, inside their functions, so ``import b2m_neuro`` stays light.
@@ -477,8 +480,9 @@ class _StackedGRUs:
         hidden = self._recurrent(inputs, self.weights, lengths)
         return self._head(hidden * self._dropout_scale(hidden.shape, lengths), self.weights)
 
-    def predict(self, inputs: torch.Tensor, runs: Sequence[int], steps: Sequence[int]) -> torch.Tensor:
-        """Evaluation pass (dropout off) of ``runs`` on shared ``inputs (1, B, T, I)``: ``(R', B, len(steps))``."""
+    def predict(self, inputs: torch.Tensor, runs: Sequence[int], steps: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Evaluation pass (dropout off) of ``runs`` on shared ``inputs (1, B, T, I)`` at ``steps``:
+        outputs ``(R', B, len(steps))`` and aligned layer ``(R', B, len(steps), L)``."""
         weights = {name: value.detach()[list(runs)] for name, value in self.weights.items()}
         with torch.no_grad():
             if self.backend == "stacked":
@@ -487,8 +491,7 @@ class _StackedGRUs:
                 hidden = kept.permute(1, 2, 0, 3)
             else:
                 hidden = self._recurrent(inputs.expand(len(runs), -1, -1, -1), weights)[:, :, list(steps)]
-            outputs, _ = self._head(hidden, weights, self.output_range[list(runs)])
-        return outputs
+            return self._head(hidden, weights, self.output_range[list(runs)])
 
     def finite(self) -> np.ndarray:
         with torch.no_grad():
@@ -556,10 +559,11 @@ class _SingleModule:
         outputs, embedding = self.student(inputs[0])
         return outputs.unsqueeze(0), embedding.unsqueeze(0)
 
-    def predict(self, inputs: torch.Tensor, runs: Sequence[int], steps: Sequence[int]) -> torch.Tensor:
+    def predict(self, inputs: torch.Tensor, runs: Sequence[int], steps: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         self.student.eval()
         with torch.no_grad():
-            return self.student(inputs[0])[0][:, list(steps)].unsqueeze(0)
+            outputs, embedding = self.student(inputs[0])
+        return outputs[:, list(steps)].unsqueeze(0), embedding[:, list(steps)].unsqueeze(0)
 
     def finite(self) -> np.ndarray:
         return np.array([all(bool(torch.isfinite(p).all()) for p in self.student.parameters())])
@@ -597,11 +601,13 @@ def _train_group(runs: Sequence[Run], device: Any, backend: str, progress: bool)
         done = np.flatnonzero(status.active)
         if done.size:
             test_loss, test_accuracy = _evaluate(model, test, done, [run.data.test_lengths for run in runs])
+            alignment = _alignment(model, train, done, [run.data.train_lengths for run in runs])
             for r in done:
                 record = history[r]
                 record["task_loss"][epoch], record["transfer_loss"][epoch], record["total_loss"][epoch] = sums[r, :3]
                 record["train_accuracy"][epoch] = sums[r, 3] / sums[r, 4]
                 record["test_loss"][epoch], record["test_accuracy"][epoch] = test_loss[r], test_accuracy[r]
+                record["alignment_cka"][epoch], record["alignment_rsa"][epoch] = alignment[r]
                 record["wall_time"][epoch] = time.perf_counter() - start
                 if sums[r, 2] > configs[r].divergence_factor * max(status.start_loss[r], 1e-12):
                     status.stop(np.arange(len(runs)) == r)
@@ -672,20 +678,55 @@ def _evaluate(model, test: Sequence[dict], runs: np.ndarray, lengths: Sequence[n
     for r in runs:
         by_test_set.setdefault(id(test[r]), []).append(int(r))
     for members in by_test_set.values():
-        tensors, n_test = test[members[0]], len(lengths[members[0]])
+        tensors = test[members[0]]
         squared, correct, count = np.zeros(len(members)), np.zeros(len(members)), 0.0
-        for chunk_start in range(0, n_test, EVAL_CHUNK):
-            rows = np.arange(chunk_start, min(chunk_start + EVAL_CHUNK, n_test))
+        for rows in _chunks(len(lengths[members[0]])):
             batch = _gather([tensors], [rows], [lengths[members[0]]], _TEST_FIELDS)
             scored = batch["scored"][0]
             steps = torch.nonzero(scored.any(0)).flatten().tolist()
-            outputs = model.predict(batch["inputs"], members, steps)
+            outputs, _ = model.predict(batch["inputs"], members, steps)
             targets, scored = batch["targets"][0][:, steps], scored[:, steps]
             squared += (((outputs - targets) ** 2) * scored).sum((1, 2)).cpu().numpy()
             correct += (((outputs > 0) == (targets > 0)) & scored).sum((1, 2)).cpu().numpy()
             count += float(scored.sum())
         loss[members], accuracy[members] = squared / count, correct / count
     return loss, accuracy
+
+
+def _alignment(model, train: Sequence[dict], runs: np.ndarray, lengths: Sequence[np.ndarray]) -> np.ndarray:
+    """Linear CKA and RSA (:mod:`b2m_neuro.stats`) between each of ``runs``' aligned layer (dropout off)
+    and its brain embedding over the paired time points of its training sequences: ``(R, 2)``.
+
+    The training sequences are used because they are the ones with a brain embedding (the test
+    sequences have none); runs sharing their training inputs (a brain-guided run and its shuffled
+    control, say) are evaluated in one pass.
+    """
+    from b2m_neuro.stats import linear_cka, rsa_similarity
+
+    alignment = np.full((len(train), 2), np.nan)
+    by_inputs: dict[tuple, list[int]] = {}
+    for r in runs:
+        by_inputs.setdefault((id(train[r]["inputs"]), id(train[r]["paired"])), []).append(int(r))
+    for members in by_inputs.values():
+        layer, brain = [], []
+        for rows in _chunks(len(lengths[members[0]])):
+            batch = _gather([train[r] for r in members], [rows] * len(members), [lengths[r] for r in members],
+                            ("inputs", "brain", "paired"))
+            paired = batch["paired"][0]
+            steps = torch.nonzero(paired.any(0)).flatten().tolist()
+            _, embedding = model.predict(batch["inputs"][:1], members, steps)
+            paired = paired[:, steps]
+            layer.append(embedding[:, paired].cpu().numpy())
+            brain.append(batch["brain"][:, :, steps][:, paired].cpu().numpy())
+        layer, brain = np.concatenate(layer, axis=1), np.concatenate(brain, axis=1)
+        for r, run_layer, run_brain in zip(members, layer, brain):
+            alignment[r] = linear_cka(run_layer, run_brain), rsa_similarity(run_layer, run_brain)
+    return alignment
+
+
+def _chunks(n_rows: int) -> list[np.ndarray]:
+    """Row indices ``0 .. n_rows - 1`` in evaluation chunks of at most :data:`EVAL_CHUNK` rows."""
+    return [np.arange(start, min(start + EVAL_CHUNK, n_rows)) for start in range(0, n_rows, EVAL_CHUNK)]
 
 
 def _gather(tensors: Sequence[dict], rows: Sequence[np.ndarray], lengths: Sequence[np.ndarray],

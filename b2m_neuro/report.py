@@ -8,6 +8,9 @@
   shuffled (and surrogate) controls, seeds as dots, mean +- s.e.m., stars for the one-sided
   Mann-Whitney U tests (B2M greater; * p < 0.05, ** p < 0.01, *** p < 0.001);
 - ``final``: the same for the final metric;
+- ``alignment``: the mean linear CKA between the students' aligned layer and the brain embedding
+  over epochs per alpha (history variable ``alignment_cka``), brain-guided against the shuffled
+  and surrogate controls, with the no-B2M baseline: what was transferred;
 
 plus ``statistics.md`` (every statistic as a markdown table, the diverged runs excluded and
 counted, the alphas where B2M beats both the best L2 and the shuffled control) and
@@ -32,9 +35,10 @@ from b2m_neuro.stats import excluded_runs, final_metric, sweep_statistics, traje
 
 __all__ = ["write_report", "markdown_table", "significance_stars"]
 
-FIGURES = ("trajectories", "auc", "final")
+FIGURES = ("trajectories", "auc", "final", "alignment")
 _COLORS = {"b2m": "#1f77b4", "shuffled": "#d62728", "surrogate": "#9467bd", "l2": "#7f7f7f"}
 _LABELS = {"b2m": "brain (B2M)", "shuffled": "shuffled brain", "surrogate": "surrogate brain", "l2": "L2"}
+_LINESTYLES = {"b2m": "-", "shuffled": "--", "surrogate": ":"}
 
 
 def write_report(
@@ -192,10 +196,30 @@ def _alphas(table: pd.DataFrame) -> list[float]:
     return sorted(table[(table.condition == "b2m") & (table.strength > 0)].strength.unique())
 
 
-def _plot_trajectories(result: xr.Dataset, table: pd.DataFrame, *, metric: str, last: int) -> Any:
+def _alpha_color(index: int, n_alphas: int) -> Any:
     from matplotlib import colormaps
+
+    return colormaps["viridis"](0.15 + 0.7 * index / max(1, n_alphas - 1))
+
+
+def _plot_baseline(axes: Any, result: xr.Dataset, variable: str) -> None:
+    """The mean of ``variable`` over epochs of the no-B2M baseline (alpha 0), dashed black, if there is one."""
+    if "b2m" in result["condition"].values and 0.0 in result["strength"].values:
+        baseline = _used_values(result, result[variable], "b2m", 0.0)
+        if len(baseline):
+            axes.plot(result["epoch"].values, baseline.mean(axis=0), "k--", label="no B2M (alpha 0)")
+
+
+def _finish_epoch_axes(axes: Any, ylabel: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(ylabel)
+    axes.legend(frameon=False, fontsize="small", loc="best")
+
+
+def _plot_trajectories(result: xr.Dataset, table: pd.DataFrame, *, metric: str, last: int) -> Any:
     figure, axes = _new_axes(f"{metric.replace('_', ' ')} over training (mean over seeds)")
     epochs = result["epoch"].values
     best = table[table.best_l2 & (table.measure == "auc")]
@@ -205,20 +229,32 @@ def _plot_trajectories(result: xr.Dataset, table: pd.DataFrame, *, metric: str, 
             mean, sem = _mean_sem(values)
             axes.fill_between(epochs, mean - sem, mean + sem, color=_COLORS["l2"], alpha=0.3, linewidth=0)
             axes.plot(epochs, mean, color=_COLORS["l2"], label=f"best L2 (λ {best.strength.iloc[0]:.3g}) ± s.e.m.")
-    if "b2m" in result["condition"].values and 0.0 in result["strength"].values:
-        baseline = _used_values(result, result[metric], "b2m", 0.0)
-        if len(baseline):
-            axes.plot(epochs, baseline.mean(axis=0), "k--", label="no B2M (alpha 0)")
+    _plot_baseline(axes, result, metric)
     alphas = _alphas(table)
     for i, alpha in enumerate(alphas):
         values = _used_values(result, result[metric], "b2m", alpha)
         if len(values):
-            color = colormaps["viridis"](0.15 + 0.7 * i / max(1, len(alphas) - 1))
-            axes.plot(epochs, values.mean(axis=0), color=color, label=f"B2M alpha {alpha:.3g}")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_xlabel("epoch")
-    axes.set_ylabel(metric.replace("_", " "))
-    axes.legend(frameon=False, fontsize="small", loc="best")
+            axes.plot(epochs, values.mean(axis=0), color=_alpha_color(i, len(alphas)), label=f"B2M alpha {alpha:.3g}")
+    _finish_epoch_axes(axes, metric.replace("_", " "))
+    return figure
+
+
+def _plot_alignment(result: xr.Dataset, table: pd.DataFrame, *, metric: str, last: int) -> Any:
+    """Mean ``alignment_cka`` over epochs: a colour per alpha, a line style per condition."""
+    figure, axes = _new_axes("alignment of the aligned layer with the brain embedding (mean over seeds)")
+    if "alignment_cka" not in result:
+        axes.text(0.5, 0.5, "these runs have no alignment_cka\n(trained before it was recorded)",
+                  transform=axes.transAxes, ha="center", va="center")
+        return figure
+    _plot_baseline(axes, result, "alignment_cka")
+    alphas = _alphas(table)
+    for condition in (c for c in _LINESTYLES if c in result["condition"].values):
+        for i, alpha in enumerate(alphas):
+            values = _used_values(result, result["alignment_cka"], condition, alpha)
+            if len(values):
+                axes.plot(result["epoch"].values, values.mean(axis=0), _LINESTYLES[condition],
+                          color=_alpha_color(i, len(alphas)), label=f"{_LABELS[condition]}, alpha {alpha:.3g}")
+    _finish_epoch_axes(axes, "linear CKA (aligned layer vs brain embedding)")
     return figure
 
 
@@ -287,4 +323,5 @@ _FIGURE_MAKERS = {
     "trajectories": _plot_trajectories,
     "auc": lambda result, table, **kw: _plot_measure(result, table, measure="auc", **kw),
     "final": lambda result, table, **kw: _plot_measure(result, table, measure="final", **kw),
+    "alignment": _plot_alignment,
 }

@@ -1,4 +1,5 @@
-"""Statistics of a B2M study: trajectory area, final metric, one-sided tests, divergence, surrogates.
+"""Statistics of a B2M study: trajectory area, final metric, one-sided tests, divergence, surrogates,
+and the similarity of two representations (linear CKA, RSA).
 
 Everything here is plain numpy / scipy on arrays whose last axis is the epoch, so it can be checked
 against numbers computed by hand. :func:`sweep_statistics` applies it to a sweep's results (an
@@ -32,6 +33,8 @@ __all__ = [
     "detect_divergence",
     "mann_whitney_greater",
     "phase_randomized",
+    "linear_cka",
+    "rsa_similarity",
     "excluded_runs",
     "sweep_statistics",
     "CONDITIONS",
@@ -169,6 +172,77 @@ def phase_randomized(values: np.ndarray, *, seed: int | Sequence[int], axis: int
     rotation = np.exp(1j * phases).reshape((-1,) + (1,) * (moved.ndim - 1))
     surrogate = np.fft.irfft(spectrum * rotation, n=n, axis=0)
     return np.moveaxis(surrogate, 0, axis).astype(values.dtype)
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear centred kernel alignment of two representations of the same samples (Kornblith et al. 2019).
+
+    With the columns of ``x`` and ``y`` centred, ``||y^T x||_F^2 / (||x^T x||_F ||y^T y||_F)``: 1 when
+    one representation is a rotation and isotropic scaling of the other (after centring), near 0 for
+    unrelated ones, invariant to rotations and isotropic scalings of either. NaN if a side is constant.
+
+    Parameters
+    ----------
+    x, y
+        ``(samples, features)`` arrays with the same number of samples; the widths may differ.
+
+    Returns
+    -------
+    float
+        The CKA, in [0, 1].
+
+    Examples
+    --------
+    >>> x = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]])
+    >>> round(linear_cka(x, 3.0 * x[:, ::-1]), 6)
+    1.0
+    """
+    x, y = (np.asarray(a, dtype=float) for a in (x, y))
+    x, y = x - x.mean(axis=0), y - y.mean(axis=0)
+    scale = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
+    return float(np.linalg.norm(y.T @ x) ** 2 / scale) if scale > 0 else float("nan")
+
+
+def rsa_similarity(x: np.ndarray, y: np.ndarray, *, max_samples: int = 300, seed: int = 0) -> float:
+    """Representational similarity: Spearman correlation of the two representational dissimilarity matrices.
+
+    Each RDM holds the Euclidean distances between the samples of one representation; the result is
+    the Spearman correlation of their upper triangles, so it is 1 when one representation is a
+    rotation, scaling or translation of the other. Above ``max_samples`` samples, a subsample of
+    ``max_samples`` drawn with ``seed`` (the same one for the same number of samples) keeps the cost
+    fixed. NaN if a representation has no spread.
+
+    Parameters
+    ----------
+    x, y
+        ``(samples, features)`` arrays with the same number of samples; the widths may differ.
+    max_samples
+        Most samples used.
+    seed
+        Seed of the subsample.
+
+    Returns
+    -------
+    float
+        The correlation, in [-1, 1].
+
+    Examples
+    --------
+    >>> x = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0], [4.0, 4.0]])
+    >>> round(rsa_similarity(x, 2.0 * x[:, ::-1] + 1.0), 6)
+    1.0
+    """
+    from scipy.spatial.distance import pdist
+    from scipy.stats import spearmanr
+
+    x, y = (np.asarray(a, dtype=float) for a in (x, y))
+    if len(x) > max_samples:
+        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_samples, replace=False))
+        x, y = x[keep], y[keep]
+    distances = [pdist(x), pdist(y)]
+    if any(d.size < 2 or np.ptp(d) == 0 for d in distances):
+        return float("nan")
+    return float(spearmanr(*distances).statistic)
 
 
 def _sem(values: np.ndarray) -> float:

@@ -52,7 +52,7 @@ class SweepResult(xr.Dataset):
     """A sweep's results: an ``xarray.Dataset`` over ``(condition, strength, seed, epoch)``.
 
     Data variables: every per-epoch variable of the runs' histories (``task_loss``,
-    ``transfer_loss``, ``test_accuracy``, ``wall_time``, ...), NaN where a run is missing, and per
+    ``transfer_loss``, ``test_accuracy``, ``alignment_cka``, ``wall_time``, ...), NaN where a run is missing, and per
     run ``trained`` (a run exists), ``diverged`` (the trainer's flag) and ``run_id``. ``strength``
     is alpha for ``b2m``, ``shuffled`` and ``surrogate`` and the weight-decay lambda for ``l2``;
     the no-B2M baseline is ``condition="b2m", strength=0``. ``attrs["study"]`` holds (as JSON) what

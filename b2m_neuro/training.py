@@ -44,6 +44,10 @@ HISTORY_VARIABLES = {
     "train_accuracy": "fraction of training responses whose sign matches the target (dropout on)",
     "test_loss": "task loss on the test set after the epoch",
     "test_accuracy": "fraction of test responses whose sign matches the target after the epoch",
+    "alignment_cka": "linear CKA between the aligned layer (dropout off) and the brain embedding over the "
+                     "paired time points of the training sequences, after the epoch",
+    "alignment_rsa": "Spearman correlation of the Euclidean-distance RDMs of the aligned layer (dropout off) and "
+                     "the brain embedding over at most 300 paired training time points (fixed subsample), after the epoch",
     "wall_time": "seconds since training started, at the end of the epoch",
 }
 
@@ -72,7 +76,8 @@ class TrainResult:
     ----------
     history
         ``xarray.Dataset`` over ``epoch`` (1..epochs): task_loss, transfer_loss, total_loss,
-        train_accuracy, test_loss, test_accuracy, wall_time. Epochs after a divergence are NaN.
+        train_accuracy, test_loss, test_accuracy, alignment_cka, alignment_rsa (how similar the
+        aligned layer is to the brain embedding), wall_time. Epochs after a divergence are NaN.
     model
         The trained ``torch.nn.Module`` (on the CPU after :meth:`load`).
     config

@@ -10,11 +10,13 @@ from b2m_neuro.engine import Run, StackedAdam, auto_group_size, fit_runs, plan_g
 from b2m_neuro.errors import TrainingError
 from b2m_neuro.models import get_model
 from b2m_neuro.models.aligned import AlignedModel
+from b2m_neuro.stats import linear_cka, rsa_similarity
 from b2m_neuro.tasks import MemoryTask
 from b2m_neuro.training import TrainConfig, shuffle_trials
 from b2m_neuro.transfer import transfer_loss
 
-LOSSES = ["task_loss", "transfer_loss", "total_loss", "train_accuracy", "test_loss", "test_accuracy"]
+MEASURES = ["task_loss", "transfer_loss", "total_loss", "train_accuracy", "test_loss", "test_accuracy",
+          "alignment_cka", "alignment_rsa"]
 GRU_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
 
 
@@ -39,7 +41,7 @@ def config(**changes):
 
 
 def assert_same_history(actual, expected, rtol=1e-4, atol=1e-6):
-    for name in LOSSES:
+    for name in MEASURES:
         np.testing.assert_allclose(actual[name].values, expected[name].values, rtol=rtol, atol=atol, err_msg=name)
 
 
@@ -118,7 +120,7 @@ def reference_fit(data, model, cfg):
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     train = {name: torch.as_tensor(getattr(data, f"train_{name}")) for name in ("inputs", "targets", "scored", "brain", "paired")}
     rng = np.random.default_rng(cfg.seed)
-    history = {name: [] for name in LOSSES}
+    history = {name: [] for name in MEASURES}
     for _ in range(cfg.epochs):
         order = rng.permutation(len(data.train_lengths))
         sums = np.zeros(5)
@@ -142,7 +144,9 @@ def reference_fit(data, model, cfg):
             targets = torch.as_tensor(data.test_targets)[scored]
             test_loss = float(((outputs[scored] - targets) ** 2).mean())
             test_accuracy = float(((outputs[scored] > 0) == (targets > 0)).float().mean())
-        for name, value in zip(LOSSES, [*sums[:3] / len(batches), sums[3] / sums[4], test_loss, test_accuracy]):
+            layer, brain = model(train["inputs"])[1][train["paired"]].numpy(), train["brain"][train["paired"]].numpy()
+        alignment = [linear_cka(layer, brain), rsa_similarity(layer, brain)]
+        for name, value in zip(MEASURES, [*sums[:3] / len(batches), sums[3] / sums[4], test_loss, test_accuracy, *alignment]):
             history[name].append(value)
     return history
 
@@ -154,7 +158,7 @@ def test_one_run_reproduces_the_plain_single_run_loop(data, batch_size):
     trained = student(data, 4, dropout=0.0)
     [(history, diverged)] = fit_runs([Run(data, trained, cfg)], progress=False)
     assert not diverged and list(history.epoch.values) == [1, 2, 3]
-    for name in LOSSES:
+    for name in MEASURES:
         np.testing.assert_allclose(history[name].values, expected[name], rtol=1e-4, atol=1e-6, err_msg=name)
     assert (np.diff(history.wall_time.values) > 0).all()
 
@@ -226,7 +230,7 @@ def test_user_modules_train_alone_and_results_keep_the_order_of_runs(data):
     assert plan_groups(runs, group_size=8) == [[0, 2], [1]]
     before = user.model.bottleneck.weight.detach().clone()
     outcomes = fit_runs(runs, progress=False)
-    assert all(np.isfinite(history[LOSSES].to_array()).all() for history, _ in outcomes)
+    assert all(np.isfinite(history[MEASURES].to_array()).all() for history, _ in outcomes)
     assert not torch.equal(user.model.bottleneck.weight.detach(), before)
     solo = fit_runs([Run(data, student(data, 2), config(seed=2))], progress=False)[0][0]
     assert_same_history(outcomes[2][0], solo, rtol=1e-5)

@@ -17,10 +17,12 @@ LEVELS = {("b2m", 0.0): 0.70, ("b2m", 0.01): 0.76, ("b2m", 0.1): 0.66, ("shuffle
 def learning_curve(plateau, rng, *, diverge=False):
     accuracy = 0.5 + (plateau - 0.5) * (1 - np.exp(-EPOCHS / 5)) + rng.normal(0, 0.01, EPOCHS.size)
     loss = 1.0 - (accuracy - 0.5)
+    cka = 0.1 + accuracy - 0.5
     if diverge:
-        accuracy[-4:], loss[-4:] = np.nan, np.nan
+        accuracy[-4:], loss[-4:], cka[-4:] = np.nan, np.nan, np.nan
     return xr.Dataset({"test_accuracy": ("epoch", accuracy), "test_loss": ("epoch", loss), "task_loss": ("epoch", loss),
-                       "transfer_loss": ("epoch", 3 * loss), "wall_time": ("epoch", 0.1 * EPOCHS)}, coords={"epoch": EPOCHS})
+                       "transfer_loss": ("epoch", 3 * loss), "alignment_cka": ("epoch", cka),
+                       "wall_time": ("epoch", 0.1 * EPOCHS)}, coords={"epoch": EPOCHS})
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +85,12 @@ def test_overwrite_rules_and_bad_input(result, report, tmp_path):
     before = (report / "statistics.md").read_text()
     write_report(result, report, overwrite=True, progress=False)  # last=10 now: other final means
     assert (report / "statistics.md").read_text() != before
+
+
+def test_runs_without_alignment_still_get_every_figure(result, tmp_path):
+    report = write_report(result.drop_vars("alignment_cka"), tmp_path / "old", progress=False)
+    assert all((report / f"{name}.{ext}").is_file() for name in FIGURES for ext in ("png", "svg"))
+    assert "no alignment_cka" in (report / "alignment.svg").read_text()
 
 
 def test_stars_and_markdown_cells():

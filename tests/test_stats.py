@@ -7,8 +7,10 @@ import xarray as xr
 from b2m_neuro.stats import (
     detect_divergence,
     final_metric,
+    linear_cka,
     mann_whitney_greater,
     phase_randomized,
+    rsa_similarity,
     sweep_statistics,
     trajectory_auc,
 )
@@ -104,6 +106,37 @@ def fabricated_sweep(n_seeds=5):
                          history(accuracy, loss)))
     runs.append(({"condition": "l2", "strength": 1e-5, "seed": 0, "diverged": True}, history(np.full(4, 0.99))))
     return SweepResult.from_runs(runs)
+
+
+def rotation(n, seed):
+    return np.linalg.qr(np.random.default_rng(seed).normal(size=(n, n)))[0]
+
+
+def test_linear_cka_against_hand_computed_values():
+    x = np.random.default_rng(0).normal(size=(200, 4))
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    assert linear_cka(x, 3.5 * x @ rotation(4, 1) + 2.0) == pytest.approx(1.0)  # rotation, isotropic scale, shift
+    # centred orthogonal columns of norm 2 against the first one: 4^2 / (4 * ||4 I||_F) = 1 / sqrt(2)
+    corners = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
+    assert linear_cka(corners[:, :1], corners) == pytest.approx(1 / math.sqrt(2))
+    # one feature each: CKA is the squared correlation; centred [-1, 0, 1] and [-1, 1, 0]: 1^2 / (2 * 2)
+    assert linear_cka([[1.0], [2.0], [3.0]], [[1.0], [3.0], [2.0]]) == pytest.approx(0.25)
+    independent = np.random.default_rng(2).normal(size=(2000, 3))
+    assert linear_cka(x[:, :3].repeat(10, axis=0), independent) < 0.02
+    assert math.isnan(linear_cka(np.ones((5, 2)), x[:5]))
+
+
+def test_rsa_similarity_against_hand_computed_values():
+    x = np.random.default_rng(0).normal(size=(400, 3))
+    assert rsa_similarity(x, 2.0 * x @ rotation(3, 1) - 1.0) == pytest.approx(1.0)
+    # distances [1, 3, 2] and [2, 3, 1]: ranks differ by [-1, 0, 1], rho = 1 - 6 * 2 / (3 * (9 - 1))
+    assert rsa_similarity([[0.0], [1.0], [3.0]], [[0.0], [2.0], [3.0]]) == pytest.approx(0.5)
+    noisy = x + np.random.default_rng(2).normal(size=x.shape)
+    subsampled = rsa_similarity(x, noisy, max_samples=50, seed=3)
+    assert subsampled == rsa_similarity(x, noisy, max_samples=50, seed=3) != rsa_similarity(x, noisy, max_samples=50, seed=4)
+    keep = np.sort(np.random.default_rng(3).choice(400, 50, replace=False))
+    assert subsampled == pytest.approx(rsa_similarity(x[keep], noisy[keep]))
+    assert math.isnan(rsa_similarity(np.ones((5, 2)), x[:5]))
 
 
 def test_sweep_statistics_against_hand_computed_numbers():

@@ -69,14 +69,15 @@ def test_store_holds_one_file_per_run_and_an_index(store):
     assert sorted(result["run_id"].values[result["trained"].values]) == sorted(index.run_id)
     l2 = index.set_index(["condition", "seed"]).loc[("l2", 1)]
     assert (l2.alpha, l2.weight_decay, l2.strength) == (0.0, 1e-3, 1e-3)
-    assert not np.isnan(result["test_accuracy"].values[result["trained"].values]).any()
+    for name in ("test_accuracy", "alignment_cka", "alignment_rsa"):
+        assert not np.isnan(result[name].values[result["trained"].values]).any()
 
 
 def test_the_batched_engine_fills_the_same_store(store, derivative, tmp_path):
     out, sequential = store
     batched = sweep(derivative, out=tmp_path / "batched", engine="batched", progress=False, **GRID, **TINY)
     assert sorted(p.name for p in run_files(tmp_path / "batched")) == sorted(p.name for p in run_files(out))
-    for name in ("task_loss", "transfer_loss", "test_loss", "test_accuracy"):
+    for name in ("task_loss", "transfer_loss", "test_loss", "test_accuracy", "alignment_cka", "alignment_rsa"):
         np.testing.assert_allclose(batched[name].values, sequential[name].values, rtol=1e-4, atol=1e-6)
 
 
