@@ -20,7 +20,7 @@ import os
 import re
 import string
 from collections.abc import Mapping, Sequence
-from importlib import metadata, resources
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import xarray as xr
 from b2m_neuro._util.files import atomic_path, sha256
 from b2m_neuro._util.progress import track
 from b2m_neuro._version import __version__
+from b2m_neuro.bids_templates import read_template
 from b2m_neuro.errors import DerivativeError
 
 __all__ = ["Derivative", "KIND_DIMS", "bids_label", "bids_validator_issues", "check_derivative_target"]
@@ -43,12 +44,8 @@ BIDSIGNORE = "*_embedding.nc\n*_embedding.json\n"
 _LABEL_PREFIXES = {"subject": "sub-", "session": "ses-", "task": "task-", "desc": "desc-"}
 
 
-def _template(name: str) -> str:
-    return (resources.files("b2m_neuro.bids_templates") / name).read_text(encoding="utf-8")
-
-
 def _json_template(name: str) -> dict[str, Any]:
-    return json.loads(_template(name))
+    return json.loads(read_template(name))
 
 
 def bids_label(value: Any, *, field: str, allow_empty: bool = False) -> str:
@@ -544,7 +541,7 @@ def _write_dataset_files(
     kind, latent_dim = first.kind, first.latent_dim
     method_text = f"{method} embedding, output dimension {latent_dim}"
     (tmp / "descriptions.tsv").write_text(f"desc_id\tdescription\ndesc-{desc}\t{method_text}\n", encoding="utf-8")
-    (tmp / "descriptions.json").write_text(_template("derivative_descriptions.json"), encoding="utf-8")
+    (tmp / "descriptions.json").write_text(read_template("derivative_descriptions.json"), encoding="utf-8")
     (tmp / ".bidsignore").write_text(BIDSIGNORE, encoding="utf-8")
     (tmp / "README.md").write_text(_readme(sessions, method=method, params=params), encoding="utf-8")
 
@@ -596,7 +593,7 @@ def _readme(sessions: list[_Session], *, method: str, params: dict[str, Any]) ->
         for s in sessions
     )
     parameter_lines = "\n".join(f"- `{name}`: `{json.dumps(value)}`" for name, value in sorted(params.items()))
-    return string.Template(_template("derivative_README.md")).substitute(
+    return string.Template(read_template("derivative_README.md")).substitute(
         name=f"b2m_neuro {method} brain embeddings",
         version=__version__,
         method=method,

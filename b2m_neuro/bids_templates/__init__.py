@@ -1,4 +1,11 @@
 """JSON / TSV / Markdown templates for raw BIDS datasets and for the b2m_neuro derivative.
 
-Read them with ``importlib.resources.files("b2m_neuro.bids_templates") / NAME``.
+Placeholders are ``$name`` fields for :class:`string.Template`.
 """
+
+from importlib import resources
+
+
+def read_template(name: str) -> str:
+    """Return the text of the template file ``name`` of this folder."""
+    return resources.files(__name__).joinpath(name).read_text(encoding="utf-8")

@@ -22,8 +22,8 @@ import gzip
 import json
 import os
 import shutil
+import string
 import tempfile
-from importlib import resources
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,7 @@ import pandas as pd
 from b2m_neuro._util.files import atomic_path
 from b2m_neuro._util.progress import track
 from b2m_neuro._version import __version__
+from b2m_neuro.bids_templates import read_template
 from b2m_neuro.convert.deidentify import DEFAULT_DATE_SHIFT_DAYS, check_shift
 from b2m_neuro.errors import ConversionError
 
@@ -403,28 +404,17 @@ def _record_conversion(bids_path, *, deidentify: bool, days: int) -> None:
     sidecar_path.write_text(json.dumps(sidecar, indent=2, ensure_ascii=False))
 
 
-def _template(name: str) -> str:
-    return resources.files("b2m_neuro.bids_templates").joinpath(name).read_text(encoding="utf-8")
-
-
 def _write_dataset_files(root: Path, dataset_name: str) -> None:
     import mne_bids
 
-    values = {"{name}": dataset_name, "{version}": __version__, "{mne_bids_version}": mne_bids.__version__}
-    description = json.loads(_template("raw_dataset_description.json"))
+    values = {"name": dataset_name, "version": __version__, "mne_bids_version": mne_bids.__version__}
+    description = json.loads(read_template("raw_dataset_description.json"))
     description["Name"] = dataset_name
-    description["Authors"] = ["b2m_neuro"]
     for generator in description["GeneratedBy"]:
-        generator.update({key: _fill(value, values) for key, value in generator.items()})
+        generator.update({key: string.Template(value).substitute(values) for key, value in generator.items()})
     (root / "dataset_description.json").write_text(json.dumps(description, indent=2))
-    (root / "README").write_text(_fill(_template("raw_README.md"), values))
+    (root / "README").write_text(string.Template(read_template("raw_README.md")).substitute(values))
     (root / "README.md").unlink(missing_ok=True)
-
-
-def _fill(text: str, values: dict[str, str]) -> str:
-    for key, value in values.items():
-        text = text.replace(key, value)
-    return text
 
 
 def _merge_into(staging: Path, bids_root: Path) -> None:
