@@ -32,7 +32,6 @@ __all__ = [
     "final_metric",
     "detect_divergence",
     "mann_whitney_greater",
-    "phase_randomized",
     "linear_cka",
     "rsa_similarity",
     "excluded_runs",
@@ -131,47 +130,6 @@ def mann_whitney_greater(sample: np.ndarray, reference: np.ndarray) -> tuple[flo
         return float("nan"), float("nan")
     result = mannwhitneyu(sample, reference, alternative="greater")
     return float(result.statistic), float(result.pvalue)
-
-
-def phase_randomized(values: np.ndarray, *, seed: int | Sequence[int], axis: int = 0) -> np.ndarray:
-    """Matched-noise surrogate: the same spectra and covariance, no correspondence to the samples.
-
-    Multivariate phase randomization (Prichard & Theiler 1994) along ``axis``: the Fourier
-    transform of every channel (every index of the other axes) gets the *same* random phase added
-    at each frequency, so each channel keeps its power spectrum exactly and every pair of channels
-    keeps its cross-spectrum, hence its covariance; the mean (zero frequency) is kept. What is
-    destroyed is the alignment with the original samples: the surrogate is uncorrelated with the
-    original in expectation.
-
-    For a brain embedding ``(trial, time, latent)`` flatten trials and time into one series first
-    (as :func:`b2m_neuro.sweeps.surrogate_sessions` does), so the surrogate keeps the within-trial
-    dynamics' spectrum but not which trial it belongs to.
-
-    Parameters
-    ----------
-    values
-        Real array; ``axis`` is the time (or trial) axis.
-    seed
-        Seed of the random phases (an int or a sequence of ints, as ``numpy.random.default_rng``).
-    axis
-        The axis to randomize along.
-
-    Returns
-    -------
-    numpy.ndarray
-        Surrogate of the same shape and dtype.
-    """
-    values = np.asarray(values)
-    moved = np.moveaxis(values.astype(float), axis, 0)
-    n = moved.shape[0]
-    spectrum = np.fft.rfft(moved, axis=0)
-    phases = np.random.default_rng(seed).uniform(0.0, 2.0 * np.pi, size=spectrum.shape[0])
-    phases[0] = 0.0  # keep the mean
-    if n % 2 == 0:
-        phases[-1] = 0.0  # the Nyquist component of a real series must stay real
-    rotation = np.exp(1j * phases).reshape((-1,) + (1,) * (moved.ndim - 1))
-    surrogate = np.fft.irfft(spectrum * rotation, n=n, axis=0)
-    return np.moveaxis(surrogate, 0, axis).astype(values.dtype)
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:

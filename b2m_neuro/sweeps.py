@@ -36,9 +36,10 @@ import xarray as xr
 from b2m_neuro._util.files import atomic_path
 from b2m_neuro._util.progress import track
 from b2m_neuro.errors import SweepError
-from b2m_neuro.stats import CONDITIONS, phase_randomized, sweep_statistics
+from b2m_neuro.controls import surrogate_sessions
+from b2m_neuro.stats import CONDITIONS, sweep_statistics
 
-__all__ = ["sweep", "SweepResult", "surrogate_sessions", "rebuild_index", "DEFAULT_L2"]
+__all__ = ["sweep", "SweepResult", "rebuild_index", "DEFAULT_L2"]
 
 #: Weight-decay grid of the L2 control when none is given.
 DEFAULT_L2 = (1e-5, 1e-4, 1e-3)
@@ -209,33 +210,6 @@ def sweep(
     else:
         _run_on_dask(scheduler, str(derivative_root), str(store), groups, engine=engine, progress=progress)
     return SweepResult.from_store(store)  # also rewrites the index from the run files
-
-
-def surrogate_sessions(derivative: Any, *, seed: int) -> list[xr.Dataset]:
-    """The matched-noise surrogate teacher of a derivative, in memory (a list of session Datasets).
-
-    ``derivative`` is a :class:`~b2m_neuro.derivative.Derivative`, the path to one, or its
-    sessions (``Derivative.datasets()``).
-
-    Each session's embedding is flattened to one series (``(trial, time, latent)`` ->
-    ``(trial * time, latent)``), phase-randomized with the same random phases for all latent
-    dimensions (:func:`b2m_neuro.stats.phase_randomized`, seeded by ``seed`` and the session's
-    position) and reshaped back. Each latent dimension keeps its power spectrum and the latent
-    covariance is kept; the task variables are untouched. What is lost is the correspondence
-    between a trial and its brain embedding. :func:`b2m_neuro.train` accepts the list directly.
-    """
-    from b2m_neuro.derivative import Derivative
-
-    if isinstance(derivative, (str, os.PathLike)):
-        derivative = Derivative.open(derivative)
-    datasets = derivative.datasets() if isinstance(derivative, Derivative) else list(derivative)
-    sessions = []
-    for index, dataset in enumerate(datasets):
-        embedding = dataset["embedding"]
-        flat = embedding.values.reshape(-1, embedding.shape[-1])
-        surrogate = phase_randomized(flat, seed=[seed, index], axis=0).reshape(embedding.shape)
-        sessions.append(dataset.assign(embedding=embedding.copy(data=surrogate)))
-    return sessions
 
 
 def rebuild_index(out: str | os.PathLike) -> pd.DataFrame:

@@ -9,11 +9,11 @@ from b2m_neuro.stats import (
     final_metric,
     linear_cka,
     mann_whitney_greater,
-    phase_randomized,
     rsa_similarity,
     sweep_statistics,
     trajectory_auc,
 )
+from b2m_neuro.controls import phase_randomized
 from b2m_neuro.sweeps import SweepResult
 
 

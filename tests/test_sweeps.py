@@ -13,7 +13,8 @@ import xarray as xr
 from b2m_neuro.derivative import Derivative
 from b2m_neuro.errors import SweepError
 from b2m_neuro.simulate import memory_session
-from b2m_neuro.sweeps import SweepResult, rebuild_index, surrogate_sessions, sweep
+from b2m_neuro.controls import surrogate_sessions
+from b2m_neuro.sweeps import SweepResult, rebuild_index, sweep
 from b2m_neuro.training import train
 
 TINY = {"epochs": 2, "hidden_size": 8, "n_test": 16, "lr": 3e-3}
