@@ -5,15 +5,17 @@
 - ``trajectories``: the mean test metric over epochs per alpha, the no-B2M baseline (alpha 0)
   dashed and the best L2 as a shaded mean +- s.e.m.;
 - ``auc``: the area under the test trajectory per alpha for brain-guided students against the
-  shuffled (and surrogate) controls, seeds as dots, mean +- s.e.m., stars for the one-sided
-  Mann-Whitney U tests (B2M greater; * p < 0.05, ** p < 0.01, *** p < 0.001);
+  no-information teacher and the shuffled control, seeds as dots, mean +- s.e.m., stars for the
+  one-sided Mann-Whitney U tests (B2M greater than the no-information teacher, alpha 0 and the
+  shuffled control; * p < 0.05, ** p < 0.01, *** p < 0.001);
 - ``final``: the same for the final metric;
 - ``alignment``: the mean linear CKA between the students' aligned layer and the brain embedding
-  over epochs per alpha (history variable ``alignment_cka``), brain-guided against the shuffled
-  and surrogate controls, with the no-B2M baseline: what was transferred;
+  over epochs per alpha (history variable ``alignment_cka``), brain-guided against the
+  no-information and shuffled controls, with the no-B2M baseline: what was transferred;
 
-plus ``statistics.md`` (every statistic as a markdown table, the diverged runs excluded and
-counted, the alphas where B2M beats both the best L2 and the shuffled control) and
+plus ``statistics.md`` (the main test first: the alphas where B2M beats both the no-information
+teacher and alpha 0, and whether the no-information teacher by itself beats alpha 0; then every
+statistic as a markdown table, the diverged runs excluded and counted) and
 ``statistics.csv`` (the same table, full precision). Diverged runs are left out of every figure.
 """
 
@@ -36,9 +38,11 @@ from b2m_neuro.stats import excluded_runs, final_metric, sweep_statistics, traje
 __all__ = ["write_report", "markdown_table", "significance_stars"]
 
 FIGURES = ("trajectories", "auc", "final", "alignment")
-_COLORS = {"b2m": "#1f77b4", "shuffled": "#d62728", "surrogate": "#9467bd", "l2": "#7f7f7f"}
-_LABELS = {"b2m": "brain (B2M)", "shuffled": "shuffled brain", "surrogate": "surrogate brain", "l2": "L2"}
-_LINESTYLES = {"b2m": "-", "shuffled": "--", "surrogate": ":"}
+_COLORS = {"b2m": "#1f77b4", "no_info": "#9467bd", "shuffled": "#d62728", "l2": "#7f7f7f", "baseline": "k"}
+_LABELS = {"b2m": "brain (B2M)", "no_info": "no-information teacher", "shuffled": "shuffled brain", "l2": "L2"}
+_LINESTYLES = {"b2m": "-", "no_info": ":", "shuffled": "--"}
+_CONTROLS = ("no_info", "shuffled")  # drawn beside B2M at each alpha
+_STARRED = ("no_info", "baseline", "shuffled")  # B2M's comparisons marked with stars
 
 
 def write_report(
@@ -133,7 +137,9 @@ def _summary_markdown(result: xr.Dataset, table: pd.DataFrame, *, metric: str, l
     excluded = excluded_runs(result)
     by_condition = excluded.sum(["strength", "seed"]).to_pandas()
     best = table[table.best_l2 & (table.measure == "auc")]
-    winners = table[(table.measure == "auc") & (table.beats_both == True)]  # noqa: E712 (NaN on other rows)
+    auc = table[table.measure == "auc"]
+    winners = auc[auc.brain_effect == True]  # noqa: E712 (NaN on other rows)
+    no_info = auc[(auc.condition == "no_info")]
     lines = [
         "# B2M sweep report",
         "",
@@ -142,12 +148,16 @@ def _summary_markdown(result: xr.Dataset, table: pd.DataFrame, *, metric: str, l
         f"({', '.join(f'{c} {int(n)}' for c, n in by_condition.items())})",
         f"- Metric: `{metric}`. AUC: area under the test trajectory divided by the epoch span (the mean "
         f"over training); final: mean of the last {last} epochs.",
-        "- Tests: one-sided Mann-Whitney U over seeds, B2M greater than the best L2 (`l2`), the shuffled "
-        "control at the same alpha (`shuffled`), the surrogate (`surrogate`) and the no-B2M baseline "
-        "at alpha 0 (`baseline`).",
-        f"- Best L2 (highest mean AUC): lambda = {best.strength.iloc[0]:.4g}" if len(best) else "- Best L2: no L2 runs",
-        f"- Alphas where B2M beats both the best L2 and the shuffled control (AUC, p < {level}): "
+        "- Tests: one-sided Mann-Whitney U over seeds (this row greater): B2M against the "
+        "no-information teacher at the same alpha (`no_info`, the main test), the no-B2M baseline at "
+        "alpha 0 (`baseline`), the shuffled control at the same alpha (`shuffled`) and the best L2 "
+        "(`l2`); the no-information and shuffled controls against the baseline too.",
+        f"- **Main test.** Alphas where B2M beats both the no-information teacher and alpha 0 (AUC, p < {level}): "
         + (", ".join(f"{a:.4g}" for a in winners.strength) or "none"),
+        "- No-information teacher against alpha 0 (AUC, one-sided p): "
+        + (", ".join(f"alpha {row.strength:.4g}: p = {row.p_vs_baseline:.3g}" for row in no_info.itertuples())
+           or "no no-information runs"),
+        f"- Best L2 (highest mean AUC): lambda = {best.strength.iloc[0]:.4g}" if len(best) else "- Best L2: no L2 runs",
         "",
         "## Statistics",
         "",
@@ -269,7 +279,7 @@ def _plot_measure(result: xr.Dataset, table: pd.DataFrame, *, metric: str, last:
     )
     rows = table[table.measure == measure].set_index(["condition", "strength"])
     alphas = _alphas(table)
-    controls = [c for c in ("shuffled", "surrogate") if c in rows.index.get_level_values(0)]
+    controls = [c for c in _CONTROLS if c in rows.index.get_level_values(0)]
     conditions = ["b2m", *controls]
     width = 0.7 / len(conditions)
     rng = np.random.default_rng(0)
@@ -285,14 +295,14 @@ def _plot_measure(result: xr.Dataset, table: pd.DataFrame, *, metric: str, last:
             axes.errorbar(x, row["mean"], yerr=0 if math.isnan(row["sem"]) else row["sem"], fmt="o", color=_COLORS[condition],
                           capsize=3, label=_LABELS[condition] if i == 0 else None)
     _reference_lines(axes, rows)
-    _stars(axes, rows, alphas, controls, width, len(conditions))
+    _stars(axes, rows, alphas)
     axes.set_xticks(range(len(alphas)), [f"{a:.3g}" for a in alphas])
     axes.set_xlim(-0.6, len(alphas) - 0.4)
     axes.set_xlabel("alpha (B2M strength)")
     axes.set_ylabel(f"{measure.upper() if measure == 'auc' else 'final'} {metric.replace('_', ' ')}")
     axes.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    axes.text(1.0, -0.16, "mean ± s.e.m. over seeds; stars in the control's colour: one-sided Mann-Whitney U, "
-              "B2M > control; * p<.05  ** p<.01  *** p<.001",
+    axes.text(1.0, -0.16, "mean ± s.e.m. over seeds; stars in the colour of what B2M is compared with (black: "
+              "alpha 0): one-sided Mann-Whitney U, B2M greater; * p<.05  ** p<.01  *** p<.001",
               transform=axes.transAxes, ha="right", fontsize="x-small", color="0.35")
     return figure
 
@@ -308,15 +318,16 @@ def _reference_lines(axes: Any, rows: pd.DataFrame) -> None:
         axes.axhline(mean, color=_COLORS["l2"], linewidth=1, label=f"best L2 (λ {best.index[0][1]:.3g}) ± s.e.m.")
 
 
-def _stars(axes: Any, rows: pd.DataFrame, alphas: list[float], controls: list[str], width: float, n_conditions: int) -> None:
+def _stars(axes: Any, rows: pd.DataFrame, alphas: list[float]) -> None:
+    """Above each alpha, one line of stars per comparison of B2M (in the colour of what it is compared with)."""
     low, high = axes.get_ylim()
-    axes.set_ylim(low, high + 0.06 * len(controls) * (high - low))
+    axes.set_ylim(low, high + 0.06 * len(_STARRED) * (high - low))
     for i, alpha in enumerate(alphas):
-        for j, control in enumerate(controls, start=1):
-            stars = significance_stars(rows.loc[("b2m", alpha), f"p_vs_{control}"])
+        for j, reference in enumerate(_STARRED):
+            stars = significance_stars(rows.loc[("b2m", alpha), f"p_vs_{reference}"])
             if stars:
-                x = i + (j / 2 - (n_conditions - 1) / 2) * width
-                axes.text(x, high + 0.06 * (j - 0.5) * (high - low), stars, ha="center", va="center", color=_COLORS[control])
+                axes.text(i, high + 0.06 * (j + 0.5) * (high - low), stars, ha="center", va="center",
+                          color=_COLORS[reference])
 
 
 _FIGURE_MAKERS = {

@@ -1,4 +1,4 @@
-"""Statistics of a B2M study: trajectory area, final metric, one-sided tests, divergence, surrogates,
+"""Statistics of a B2M study: trajectory area, final metric, one-sided tests, divergence,
 and the similarity of two representations (linear CKA, RSA).
 
 Everything here is plain numpy / scipy on arrays whose last axis is the epoch, so it can be checked
@@ -37,12 +37,18 @@ __all__ = [
     "excluded_runs",
     "sweep_statistics",
     "CONDITIONS",
+    "COMPARISONS",
 ]
 
 #: The conditions of a sweep: brain-guided (``b2m``, strength = alpha; alpha 0 is the no-B2M
-#: baseline), brain embeddings shuffled over trials, a matched-noise surrogate teacher (strength =
-#: alpha) and L2 weight decay without brain guidance (strength = lambda).
-CONDITIONS = ("b2m", "shuffled", "surrogate", "l2")
+#: baseline), a matched teacher without task information (``no_info``, strength = alpha), brain
+#: embeddings shuffled over trials (strength = alpha) and L2 weight decay without brain guidance
+#: (strength = lambda). See :mod:`b2m_neuro.controls`.
+CONDITIONS = ("b2m", "no_info", "shuffled", "l2")
+#: What a brain-guided row is compared with (one-sided Mann-Whitney U, B2M greater): the
+#: no-information teacher at the same alpha (the primary contrast), the no-B2M baseline (alpha 0),
+#: the shuffled control at the same alpha and the best L2.
+COMPARISONS = ("no_info", "baseline", "shuffled", "l2")
 
 
 def trajectory_auc(values: np.ndarray, epochs: np.ndarray | None = None) -> np.ndarray:
@@ -247,17 +253,19 @@ def sweep_statistics(
     divergence_factor
         A loss above this many times its first value is out of range (see :func:`detect_divergence`).
     level
-        Significance level of ``beats_both``.
+        Significance level of ``brain_effect``.
 
     Returns
     -------
     pandas.DataFrame
         Columns: ``measure`` (``"auc"`` or ``"final"``), ``condition``, ``strength``, ``n_runs``
         (trained), ``n_diverged`` (excluded), ``n_used``, ``mean``, ``sem``, ``best_l2`` (the L2
-        lambda with the highest mean AUC, also used for the final metric), and on B2M rows with
-        alpha > 0: ``u_vs_X`` and ``p_vs_X`` for X in ``l2`` (the best L2), ``shuffled`` and
-        ``surrogate`` (same alpha) and ``baseline`` (alpha 0), and ``beats_both`` (p < ``level``
-        against both the best L2 and the shuffled control). Missing comparisons are NaN.
+        lambda with the highest mean AUC, also used for the final metric); ``u_vs_X`` and ``p_vs_X``
+        (one-sided, this row greater) for X in :data:`COMPARISONS`: on every ``b2m``, ``no_info``
+        and ``shuffled`` row with alpha > 0 against ``baseline`` (alpha 0), and on ``b2m`` rows
+        also against ``no_info`` and ``shuffled`` at the same alpha and the best ``l2``; and
+        ``brain_effect`` on ``b2m`` rows: p < ``level`` against both the no-information teacher
+        and the baseline, the contrast that isolates brain information. Missing comparisons are NaN.
     """
     result = result.transpose("condition", "strength", "seed", "epoch")
     epochs = result["epoch"].values
@@ -296,17 +304,19 @@ def sweep_statistics(
                     "sem": _sem(values),
                     "best_l2": bool(condition == "l2" and strength == best_l2),
                 }
-                if condition == "b2m" and strength > 0:
-                    references = {
-                        "l2": samples(measure, "l2", best_l2) if best_l2 is not None else np.array([]),
-                        "shuffled": samples(measure, "shuffled", strength),
-                        "surrogate": samples(measure, "surrogate", strength),
-                        "baseline": samples(measure, "b2m", 0.0),
-                    }
+                if condition != "l2" and strength > 0:
+                    references = {"baseline": samples(measure, "b2m", 0.0)}
+                    if condition == "b2m":
+                        references.update(
+                            no_info=samples(measure, "no_info", strength),
+                            shuffled=samples(measure, "shuffled", strength),
+                            l2=samples(measure, "l2", best_l2) if best_l2 is not None else np.array([]),
+                        )
                     for name, reference in references.items():
                         row[f"u_vs_{name}"], row[f"p_vs_{name}"] = mann_whitney_greater(values, reference)
-                    row["beats_both"] = bool(row["p_vs_l2"] < level and row["p_vs_shuffled"] < level)
+                    if condition == "b2m":
+                        row["brain_effect"] = bool(row["p_vs_no_info"] < level and row["p_vs_baseline"] < level)
                 rows.append(row)
     columns = ["measure", "condition", "strength", "n_runs", "n_diverged", "n_used", "mean", "sem", "best_l2"]
-    columns += [f"{k}_vs_{name}" for name in ("l2", "shuffled", "surrogate", "baseline") for k in ("u", "p")]
-    return pd.DataFrame(rows).reindex(columns=columns + ["beats_both"])
+    columns += [f"{k}_vs_{name}" for name in COMPARISONS for k in ("u", "p")]
+    return pd.DataFrame(rows).reindex(columns=columns + ["brain_effect"])

@@ -1,4 +1,4 @@
-"""Sweeps: alpha x seed grids with shuffled, surrogate and L2 controls, in a resumable store.
+"""Sweeps: alpha x seed grids with no-information, shuffled and L2 controls, in a resumable store.
 
 A sweep trains one student per (condition, strength, seed) with :func:`b2m_neuro.train` and keeps
 each run in its own file, so an interrupted sweep (even ``kill -9``) is resumed by calling it again:
@@ -12,11 +12,14 @@ Store layout (``out/``)::
     index.csv              one line per run file, rebuilt from the run files
 
 Conditions and strengths (see :data:`b2m_neuro.stats.CONDITIONS`): ``b2m`` at strength alpha
-(alpha 0 is the no-B2M baseline, trained with weight decay 0 and always included), ``shuffled`` and
-``surrogate`` at the same alphas (alpha > 0 only: at alpha 0 they would repeat the baseline), and
-``l2`` at strength lambda: alpha 0 with weight decay lambda. The surrogate teacher of a seed is
-rebuilt in memory from the derivative whenever it is needed (:func:`surrogate_sessions`; it is
-deterministic), so a store holds nothing but runs and the index.
+(alpha 0 is the no-B2M baseline, trained with weight decay 0 and always included), ``no_info`` and
+``shuffled`` at the same alphas (alpha > 0 only: at alpha 0 they would repeat the baseline), and
+``l2`` at strength lambda: alpha 0 with weight decay lambda. What each control keeps and removes is
+in :mod:`b2m_neuro.controls`. The ``no_info`` teacher is the derivative you pass as ``no_info=``
+(a teacher rebuilt without the task information and embedded the same way), or else the
+phase-randomized surrogate of the derivative, rebuilt in memory for each seed whenever it is
+needed (:func:`b2m_neuro.controls.surrogate_sessions`; it is deterministic), so a store holds
+nothing but runs and the index.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class SweepResult(xr.Dataset):
     Data variables: every per-epoch variable of the runs' histories (``task_loss``,
     ``transfer_loss``, ``test_accuracy``, ``alignment_cka``, ``wall_time``, ...), NaN where a run is missing, and per
     run ``trained`` (a run exists), ``diverged`` (the trainer's flag) and ``run_id``. ``strength``
-    is alpha for ``b2m``, ``shuffled`` and ``surrogate`` and the weight-decay lambda for ``l2``;
+    is alpha for ``b2m``, ``no_info`` and ``shuffled`` and the weight-decay lambda for ``l2``;
     the no-B2M baseline is ``condition="b2m", strength=0``. ``attrs["study"]`` holds (as JSON) what
     all runs share: the derivative's fingerprint, the model and the training options.
     """
@@ -127,8 +130,9 @@ def sweep(
     *,
     alphas: Sequence[float],
     seeds: int | Sequence[int] = 10,
-    controls: Sequence[str] = ("shuffled", "l2"),
+    controls: Sequence[str] = ("no_info", "shuffled", "l2"),
     l2: Sequence[float] = DEFAULT_L2,
+    no_info: Any = None,
     out: str | os.PathLike = "runs/",
     engine: str = "sequential",
     scheduler: Any = None,
@@ -149,11 +153,16 @@ def sweep(
         Number of seeds (``0 .. seeds-1``) or the seeds themselves. A seed fixes the initial weights
         and the data order, and is shared by all conditions (paired design).
     controls
-        Any of ``"shuffled"`` (brain embeddings shuffled over trials), ``"surrogate"``
-        (phase-randomized embeddings, see :func:`surrogate_sessions`) and ``"l2"`` (weight decay
-        from ``l2`` with alpha 0).
+        Any of ``"no_info"`` (a matched teacher without task information, the primary contrast),
+        ``"shuffled"`` (brain embeddings shuffled over trials) and ``"l2"`` (weight decay from
+        ``l2`` with alpha 0); see :mod:`b2m_neuro.controls`.
     l2
         Weight-decay lambdas of the L2 control, each > 0.
+    no_info
+        The no-information teacher: a :class:`~b2m_neuro.derivative.Derivative` (or its path) with
+        the same sessions, trials and embedding recipe but without the task information (e.g. the
+        simulator's ``goal_information=False``). ``None``: the phase-randomized surrogate of
+        ``derivative`` (:func:`b2m_neuro.controls.surrogate_sessions`).
     out
         The store folder (created if needed). Calling again with the same arguments trains only the
         runs that are missing.
@@ -196,8 +205,10 @@ def sweep(
     (store / _RUNS).mkdir(parents=True, exist_ok=True)
     _remove_partial_files(store)
     derivative_root, fingerprint = _derivative_identity(derivative)
-    study = {"store_version": STORE_VERSION, "derivative": fingerprint, "model": model,
-             "train_options": train_options}
+    no_info_root, no_info_fingerprint = _derivative_identity(no_info) if no_info is not None else (None, "surrogate")
+    teachers = {"derivative": str(derivative_root), "no_info": None if no_info_root is None else str(no_info_root)}
+    study = {"store_version": STORE_VERSION, "derivative": fingerprint, "no_info_teacher": no_info_fingerprint,
+             "model": model, "train_options": train_options}
     _check_one_study(store, [_read_run(path)[0] for path in (store / _RUNS).glob("*.nc")] + [study])
     runs = [_run_config(study, *cell) for cell in _cells(alphas, seeds, controls, l2)]
     missing = [run for run in runs if not (store / _RUNS / f"{run['run_id']}.nc").exists()]
@@ -206,9 +217,9 @@ def sweep(
     if progress:
         print(f"sweep: {len(runs)} runs, {len(runs) - len(missing)} already in {store}, training {len(missing)}")
     if scheduler is None:
-        _train_group(str(derivative_root), str(store), missing, engine=engine, progress=progress)
+        _train_group(teachers, str(store), missing, engine=engine, progress=progress)
     else:
-        _run_on_dask(scheduler, str(derivative_root), str(store), groups, engine=engine, progress=progress)
+        _run_on_dask(scheduler, teachers, str(store), groups, engine=engine, progress=progress)
     return SweepResult.from_store(store)  # also rewrites the index from the run files
 
 
@@ -231,9 +242,10 @@ def _check_grid(model: Any, alphas: Sequence[float], seeds: int | Sequence[int],
     if not alphas or any(not 0 < float(a) <= 1 for a in alphas):
         raise SweepError(f"alphas must be a non-empty list of values in (0, 1], got {list(alphas)}", field="alphas",
                          fix="give B2M strengths such as [0.01, 0.05]; the alpha 0 baseline is added automatically")
-    unknown = set(controls) - {"shuffled", "surrogate", "l2"}
+    unknown = set(controls) - set(CONDITIONS[1:])
     if unknown:
-        raise SweepError(f"unknown controls {sorted(unknown)}", field="controls", fix="use shuffled, surrogate and/or l2")
+        raise SweepError(f"unknown controls {sorted(unknown)}", field="controls",
+                         fix=f"use any of: {', '.join(CONDITIONS[1:])}")
     if "l2" in controls and (not l2 or any(float(lam) <= 0 for lam in l2)):
         raise SweepError(f"l2 must be a non-empty list of weight decays > 0, got {list(l2)}", field="l2",
                          fix="weight decay 0 is the baseline (b2m at alpha 0), which every sweep runs")
@@ -257,7 +269,7 @@ def _check_grid(model: Any, alphas: Sequence[float], seeds: int | Sequence[int],
 
 
 def _cells(alphas: Sequence[float], seeds: list[int], controls: Sequence[str], l2: Sequence[float]) -> list[tuple[str, float, int]]:
-    strengths = {"b2m": [0.0, *alphas], "shuffled": alphas, "surrogate": alphas, "l2": l2}
+    strengths = {"b2m": [0.0, *alphas], "no_info": alphas, "shuffled": alphas, "l2": l2}
     conditions = ["b2m", *[c for c in CONDITIONS[1:] if c in controls]]
     return [(c, float(s), seed) for seed in seeds for c in conditions for s in strengths[c]]
 
@@ -272,7 +284,7 @@ def _run_config(study: Mapping[str, Any], condition: str, strength: float, seed:
         "alpha": 0.0 if is_l2 else strength,
         "weight_decay": strength if is_l2 else 0.0,
         "control": "shuffled" if condition == "shuffled" else None,
-        "teacher": "surrogate" if condition == "surrogate" else "derivative",
+        "teacher": "no_info" if condition == "no_info" else "derivative",
     }
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:24]
     return config | {"run_id": digest}
@@ -281,11 +293,12 @@ def _run_config(study: Mapping[str, Any], condition: str, strength: float, seed:
 # ---------------------------------------------------------------------------------- the runs
 
 
-def _train_group(derivative_root: str, store: str, runs: list[Mapping[str, Any]], *, engine: str = "sequential",
-                 progress: bool = False) -> list[str]:
+def _train_group(teachers: Mapping[str, str | None], store: str, runs: list[Mapping[str, Any]], *,
+                 engine: str = "sequential", progress: bool = False) -> list[str]:
     """Train the runs of a group whose file is missing, each written atomically; return their ids.
 
-    One Dask task (or the whole sweep in-process). The derivative is read once per group. With
+    One Dask task (or the whole sweep in-process). ``teachers`` holds the roots of the derivative
+    and of the no-information teacher (``None``: the surrogate); each is read once per group. With
     ``engine="sequential"`` the runs are trained one after another, each written as soon as it is
     done; with ``"batched"`` all missing runs are prepared, trained together by
     :func:`b2m_neuro.engine.fit_runs` (which batches the runs whose shapes agree) and then written.
@@ -295,23 +308,31 @@ def _train_group(derivative_root: str, store: str, runs: list[Mapping[str, Any]]
     from b2m_neuro.engine import fit_runs
 
     missing = [run for run in runs if not (Path(store) / _RUNS / f"{run['run_id']}.nc").exists()]
-    sessions = Derivative.open(derivative_root).datasets() if missing else []
+    sessions = {name: Derivative.open(root).datasets() if missing and root else None for name, root in teachers.items()}
     batches = [missing] if engine == "batched" else [[run] for run in missing]
     shared: dict = {}
     for batch in track(batches, description="sweep runs", total=len(batches), progress=progress and engine != "batched"):
-        prepared = [_prepare_run(sessions, run, shared) for run in batch]
+        prepared = [_prepare_run(_teacher(sessions, run), run, shared) for run in batch]
         outcomes = fit_runs([p.run for p in prepared], device=prepared[0].device, progress=progress and engine == "batched")
         for run, ready, (history, diverged) in zip(batch, prepared, outcomes):
             _write_run(Path(store) / _RUNS / f"{run['run_id']}.nc", run, ready.result(history, diverged),
-                       derivative_root=derivative_root)
+                       derivative_root=teachers["derivative"])
     return [run["run_id"] for run in runs]
 
 
-def _prepare_run(sessions: list[xr.Dataset], run: Mapping[str, Any], shared: dict) -> Any:
+def _teacher(sessions: Mapping[str, list[xr.Dataset] | None], run: Mapping[str, Any]) -> list[xr.Dataset]:
+    """The sessions a run learns from: the derivative's, or the no-information teacher's."""
+    if run["teacher"] != "no_info":
+        return sessions["derivative"]
+    if sessions["no_info"] is not None:
+        return sessions["no_info"]
+    return surrogate_sessions(sessions["derivative"], seed=run["seed"])
+
+
+def _prepare_run(teacher: list[xr.Dataset], run: Mapping[str, Any], shared: dict) -> Any:
     """The run's :func:`b2m_neuro.training.prepare_run`, its task arrays shared with equal ones in ``shared``."""
     from b2m_neuro.training import prepare_run
 
-    teacher = surrogate_sessions(sessions, seed=run["seed"]) if run["teacher"] == "surrogate" else sessions
     ready = prepare_run(teacher, run["model"], alpha=run["alpha"], weight_decay=run["weight_decay"],
                         control=run["control"], seed=run["seed"], **run["train_options"])
     data = ready.run.data
@@ -333,14 +354,14 @@ def _write_run(path: Path, run: Mapping[str, Any], result: Any, *, derivative_ro
         history.to_netcdf(tmp, engine="h5netcdf")
 
 
-def _run_on_dask(scheduler: Any, derivative_root: str, store: str, groups: list[list[dict]], *, engine: str,
-                 progress: bool) -> None:
+def _run_on_dask(scheduler: Any, teachers: Mapping[str, str | None], store: str, groups: list[list[dict]], *,
+                 engine: str, progress: bool) -> None:
     from dask.distributed import as_completed
 
     with _dask_client(scheduler) as client:
         workers = client.scheduler_info().get("workers", {}).values()
         resources = {"GPU": 1} if any("GPU" in w.get("resources", {}) for w in workers) else None
-        futures = [client.submit(_train_group, derivative_root, store, group, engine=engine, pure=False,
+        futures = [client.submit(_train_group, teachers, store, group, engine=engine, pure=False,
                                  resources=resources) for group in groups]
         for future in track(as_completed(futures), description="sweep run groups", total=len(futures), progress=progress):
             future.result()
@@ -381,10 +402,11 @@ def _read_run(path: Path) -> tuple[dict[str, Any], bool, xr.Dataset]:
 
 
 def _check_one_study(store: Path, configs: list[Mapping[str, Any]]) -> dict[str, Any]:
-    keys = ("store_version", "derivative", "model", "train_options")
+    keys = ("store_version", "derivative", "no_info_teacher", "model", "train_options")
     studies = {json.dumps({k: c.get(k) for k in keys}, sort_keys=True) for c in configs}
     if len(studies) > 1:
-        raise SweepError("the store holds runs of another study (other derivative, model or training options)",
+        raise SweepError("the store holds runs of another study (other derivative, no-information teacher, model "
+                         "or training options)",
                          file=store, fix="use a new out= folder for each study")
     return json.loads(studies.pop()) if studies else {}
 

@@ -10,7 +10,7 @@ from b2m_neuro.sweeps import SweepResult
 
 EPOCHS = np.arange(1, 21)
 LEVELS = {("b2m", 0.0): 0.70, ("b2m", 0.01): 0.76, ("b2m", 0.1): 0.66, ("shuffled", 0.01): 0.70,
-          ("shuffled", 0.1): 0.65, ("surrogate", 0.01): 0.72, ("surrogate", 0.1): 0.66,
+          ("shuffled", 0.1): 0.65, ("no_info", 0.01): 0.70, ("no_info", 0.1): 0.66,
           ("l2", 1e-4): 0.72, ("l2", 1e-3): 0.69}
 
 
@@ -62,15 +62,18 @@ def test_markdown_numbers_equal_the_statistics(result, report):
     shown = parse_markdown_table(text)
     assert list(shown.columns) == list(expected.columns) and len(shown) == len(expected) == 18
     for column in ("strength", "n_runs", "n_diverged", "n_used", "mean", "sem", "u_vs_l2", "p_vs_l2",
-                   "p_vs_shuffled", "p_vs_surrogate", "p_vs_baseline"):
+                   "p_vs_shuffled", "p_vs_no_info", "u_vs_no_info", "p_vs_baseline"):
         numbers = pd.to_numeric(shown[column].replace("", np.nan))
         np.testing.assert_allclose(numbers, expected[column].astype(float), rtol=5e-4, equal_nan=True)
-    assert (shown.beats_both == expected.beats_both.map({True: "yes", False: "no"}).fillna("")).all()
-    assert "diverged and excluded: 1 (b2m 1, shuffled 0, surrogate 0, l2 0)" in text
+    assert (shown.brain_effect == expected.brain_effect.map({True: "yes", False: "no"}).fillna("")).all()
+    assert "diverged and excluded: 1 (b2m 1, no_info 0, shuffled 0, l2 0)" in text
     assert "lambda = 0.0001" in text
-    winners = expected[(expected.measure == "auc") & (expected.beats_both == True)].strength  # noqa: E712
+    winners = expected[(expected.measure == "auc") & (expected.brain_effect == True)].strength  # noqa: E712
     assert winners.tolist() == [0.01]
-    assert "(AUC, p < 0.05): 0.01\n" in text
+    assert "no-information teacher and alpha 0 (AUC, p < 0.05): 0.01\n" in text
+    no_info = expected[(expected.measure == "auc") & (expected.condition == "no_info")]
+    assert no_info.p_vs_baseline.gt(0.05).all()  # the no-information teacher (0.70, 0.66) does not beat alpha 0 (0.70)
+    assert f"alpha 0.01: p = {no_info.p_vs_baseline.iloc[0]:.3g}, alpha 0.1: p = {no_info.p_vs_baseline.iloc[1]:.3g}" in text
     pd.testing.assert_frame_equal(pd.read_csv(report / "statistics.csv"), expected, check_dtype=False)
 
 

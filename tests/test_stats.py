@@ -13,7 +13,6 @@ from b2m_neuro.stats import (
     sweep_statistics,
     trajectory_auc,
 )
-from b2m_neuro.controls import phase_randomized
 from b2m_neuro.sweeps import SweepResult
 
 
@@ -67,35 +66,12 @@ def test_mann_whitney_one_sided_against_hand_computed_values():
     assert all(math.isnan(v) for v in mann_whitney_greater([1.0, 2.0], [np.nan]))
 
 
-def test_phase_randomized_keeps_spectra_and_covariance_but_not_the_samples():
-    rng = np.random.default_rng(0)
-    noise = rng.normal(size=(8192, 3))
-    series = np.empty_like(noise)
-    series[0] = noise[0]
-    for t in range(1, len(noise)):  # correlated AR(1) channels with a nonzero mean
-        series[t] = 0.5 * series[t - 1] + noise[t] @ np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.0, 0.0, 1.0]])
-    series += [1.0, -2.0, 0.5]
-    surrogate = phase_randomized(series, seed=1)
-    assert surrogate.shape == series.shape and surrogate.dtype == series.dtype
-    np.testing.assert_allclose(np.abs(np.fft.rfft(surrogate, axis=0)), np.abs(np.fft.rfft(series, axis=0)), rtol=1e-8, atol=1e-8)
-    np.testing.assert_allclose(np.cov(surrogate.T), np.cov(series.T), rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(surrogate.mean(axis=0), series.mean(axis=0), atol=1e-10)
-    for channel in range(3):
-        assert abs(np.corrcoef(surrogate[:, channel], series[:, channel])[0, 1]) < 0.06
-    np.testing.assert_array_equal(phase_randomized(series, seed=1), surrogate)
-    assert not np.allclose(phase_randomized(series, seed=2), surrogate)
-    # along another axis, float32 in and out, odd length
-    trials = series[:4095].T.astype(np.float32)
-    along_time = phase_randomized(trials, seed=3, axis=1)
-    assert along_time.dtype == np.float32
-    np.testing.assert_allclose(np.abs(np.fft.rfft(along_time, axis=1)), np.abs(np.fft.rfft(trials, axis=1)), rtol=1e-3, atol=1e-2)
-
-
 def fabricated_sweep(n_seeds=5):
     """b2m at alpha 0.1 clearly best; L2 1e-3 is the best lambda; seed 0 of b2m 0.1 diverges."""
     runs = []
-    levels = {("b2m", 0.0): 0.50, ("b2m", 0.1): 0.80, ("b2m", 0.5): 0.55, ("shuffled", 0.1): 0.60,
-              ("shuffled", 0.5): 0.58, ("l2", 1e-4): 0.65, ("l2", 1e-3): 0.70}
+    levels = {("b2m", 0.0): 0.50, ("b2m", 0.1): 0.80, ("b2m", 0.5): 0.55, ("no_info", 0.1): 0.51,
+              ("no_info", 0.5): 0.56, ("shuffled", 0.1): 0.60, ("shuffled", 0.5): 0.58, ("l2", 1e-4): 0.65,
+              ("l2", 1e-3): 0.70}
     for (condition, strength), level in levels.items():
         for seed in range(n_seeds):
             accuracy = np.full(4, level + 0.01 * seed)
@@ -154,15 +130,20 @@ def test_sweep_statistics_against_hand_computed_numbers():
     assert (b2m.u_vs_l2, b2m.p_vs_l2) == pytest.approx((20.0, 1 / 126))
     assert (b2m.u_vs_shuffled, b2m.p_vs_shuffled) == pytest.approx((20.0, 1 / 126))
     assert (b2m.u_vs_baseline, b2m.p_vs_baseline) == pytest.approx((20.0, 1 / 126))
-    assert math.isnan(b2m.p_vs_surrogate) and b2m.beats_both
-    # alpha 0.5: 5 runs at 0.55-0.59 vs best L2 at 0.70-0.74 -> U = 0, p = 1
+    assert (b2m.u_vs_no_info, b2m.p_vs_no_info) == pytest.approx((20.0, 1 / 126)) and b2m.brain_effect
+    # alpha 0.5: 5 runs at 0.55-0.59 vs best L2 at 0.70-0.74 -> U = 0, p = 1; vs no_info 0.56-0.60: U = 10
     weak = auc.loc[("b2m", 0.5)]
     assert (weak.u_vs_l2, weak.p_vs_l2) == pytest.approx((0.0, 1.0))
-    assert not weak.beats_both
-    assert math.isnan(auc.loc[("shuffled", 0.1), "p_vs_l2"])
+    assert weak.u_vs_no_info == pytest.approx(8.0) and weak.p_vs_no_info > 0.5 and not weak.brain_effect
+    # controls are compared with the baseline only: no_info 0.51-0.55 vs 0.50-0.54 (ties at 0.51-0.54)
+    no_info = auc.loc[("no_info", 0.1)]
+    assert no_info.u_vs_baseline == pytest.approx(17.0) and no_info.p_vs_baseline > 0.05
+    assert math.isnan(no_info.p_vs_shuffled) and math.isnan(no_info.brain_effect)
+    assert math.isnan(auc.loc[("shuffled", 0.1), "p_vs_l2"]) and not math.isnan(auc.loc[("shuffled", 0.1), "p_vs_baseline"])
+    assert math.isnan(auc.loc[("l2", 1e-3), "p_vs_baseline"])
     final = table[table.measure == "final"].set_index(["condition", "strength"])
     assert final.loc[("l2", 1e-3), "mean"] == pytest.approx(0.72)
-    assert len(table) == 2 * 8
+    assert len(table) == 2 * 10
 
 
 def test_statistics_method_and_options():
@@ -170,4 +151,4 @@ def test_statistics_method_and_options():
     assert result.statistics().equals(sweep_statistics(result))
     # p = 1 / 126 is not below a level of 0.001
     strict = result.statistics(level=1e-3).set_index(["measure", "condition", "strength"])
-    assert not strict.loc[("auc", "b2m", 0.1), "beats_both"]
+    assert not strict.loc[("auc", "b2m", 0.1), "brain_effect"]

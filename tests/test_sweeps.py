@@ -13,12 +13,11 @@ import xarray as xr
 from b2m_neuro.derivative import Derivative
 from b2m_neuro.errors import SweepError
 from b2m_neuro.simulate import memory_session
-from b2m_neuro.controls import surrogate_sessions
 from b2m_neuro.sweeps import SweepResult, rebuild_index, sweep
 from b2m_neuro.training import train
 
 TINY = {"epochs": 2, "hidden_size": 8, "n_test": 16, "lr": 3e-3}
-GRID = {"alphas": [0.2], "seeds": 2, "controls": ("shuffled", "surrogate", "l2"), "l2": (1e-3,)}
+GRID = {"alphas": [0.2], "seeds": 2, "controls": ("no_info", "shuffled", "l2"), "l2": (1e-3,)}
 
 
 def tiny_session():
@@ -56,13 +55,13 @@ def test_store_holds_one_file_per_run_and_an_index(store):
     out, result = store
     assert isinstance(result, SweepResult)
     assert result["test_accuracy"].dims == ("condition", "strength", "seed", "epoch")
-    assert list(result.condition.values) == ["b2m", "shuffled", "surrogate", "l2"]
+    assert list(result.condition.values) == ["b2m", "no_info", "shuffled", "l2"]
     assert result.strength.values.tolist() == [0.0, 1e-3, 0.2]
     assert result.seed.values.tolist() == [0, 1] and result.epoch.values.tolist() == [1, 2]
     trained = result["trained"].any("seed").to_pandas()
     assert trained.loc["b2m"].tolist() == [True, False, True]  # baseline alpha 0 and alpha 0.2
     assert trained.loc["shuffled"].tolist() == [False, False, True]
-    assert trained.loc["surrogate"].tolist() == [False, False, True]
+    assert trained.loc["no_info"].tolist() == [False, False, True]
     assert trained.loc["l2"].tolist() == [False, True, False]
     assert len(run_files(out)) == 10 == int(result["trained"].sum())
     index = pd.read_csv(out / "index.csv")
@@ -97,8 +96,29 @@ def test_each_run_is_the_train_call_it_stands_for(store, derivative):
 def test_statistics_of_a_real_sweep(store):
     table = store[1].statistics()
     b2m = table.set_index(["measure", "condition", "strength"]).loc[("auc", "b2m", 0.2)]
-    assert b2m.n_runs == 2 and not np.isnan(b2m.p_vs_l2) and not np.isnan(b2m.p_vs_surrogate)
-    assert set(table.condition) == {"b2m", "shuffled", "surrogate", "l2"}
+    assert b2m.n_runs == 2 and not np.isnan(b2m.p_vs_l2) and not np.isnan(b2m.p_vs_no_info)
+    assert set(table.condition) == {"b2m", "no_info", "shuffled", "l2"}
+
+
+def test_the_no_information_teacher_is_the_surrogate_or_the_one_given(store, derivative, tmp_path):
+    out, result = store
+    surrogate = train(derivative, alpha=0.2, control="surrogate", seed=1, progress=False, **TINY)
+    np.testing.assert_array_equal(result.sel(condition="no_info", strength=0.2, seed=1)["test_accuracy"].values,
+                                  surrogate.history["test_accuracy"].values)
+    blind_session = tiny_session()
+    blind_session["embedding"][:] = np.random.default_rng(9).normal(size=blind_session["embedding"].shape)
+    blind = Derivative.create(tmp_path / "b2m-blind", [blind_session], method="identity", params={},
+                              source_datasets=[], progress=False)
+    given = sweep(derivative, out=tmp_path / "given", no_info=blind, progress=False,
+                  **{**GRID, "controls": ("no_info",), "seeds": [1]}, **TINY)
+    direct = train(blind, alpha=0.2, seed=1, progress=False, **TINY)
+    np.testing.assert_array_equal(given.sel(condition="no_info", strength=0.2, seed=1)["test_accuracy"].values,
+                                  direct.history["test_accuracy"].values)
+    np.testing.assert_array_equal(given.sel(condition="b2m", strength=0.2, seed=1)["test_accuracy"].values,
+                                  result.sel(condition="b2m", strength=0.2, seed=1)["test_accuracy"].values)
+    with pytest.raises(SweepError, match="another study"):  # the same store with the surrogate instead
+        sweep(derivative, out=tmp_path / "given", progress=False, **{**GRID, "controls": ("no_info",), "seeds": [1]},
+              **TINY)
 
 
 def test_rerun_after_interruption_trains_only_the_missing_run(store, derivative, tmp_path):
@@ -152,20 +172,6 @@ def test_dask_local_cluster_equals_in_process(store, derivative, tmp_path):
     in_process = store[1].sel(condition=["b2m"], strength=[0.0, 0.2])
     xr.testing.assert_identical(without_wall_time(result), without_wall_time(in_process))
     assert {p.name for p in run_files(out)} <= {p.name for p in run_files(store[0])}
-
-
-def test_surrogate_keeps_spectra_and_task_variables(derivative):
-    original = derivative.datasets()[0]
-    surrogate = surrogate_sessions(str(derivative.root), seed=4)[0]
-    flat = original["embedding"].values.reshape(-1, 3)
-    flat_surrogate = surrogate["embedding"].values.reshape(-1, 3)
-    assert surrogate["embedding"].dtype == np.float32 and surrogate["embedding"].dims == original["embedding"].dims
-    np.testing.assert_allclose(np.abs(np.fft.rfft(flat_surrogate, axis=0)), np.abs(np.fft.rfft(flat, axis=0)), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(np.cov(flat_surrogate.T), np.cov(flat.T), rtol=1e-4, atol=1e-5)
-    assert not np.allclose(flat_surrogate, flat)
-    xr.testing.assert_identical(surrogate.drop_vars("embedding"), original.drop_vars("embedding"))
-    np.testing.assert_array_equal(surrogate_sessions(derivative, seed=4)[0]["embedding"], surrogate["embedding"])
-    np.testing.assert_array_equal(surrogate_sessions([original], seed=4)[0]["embedding"], surrogate["embedding"])
 
 
 @pytest.mark.parametrize(

@@ -75,9 +75,9 @@ def test_memory_task_layout_of_one_episode():
     assert scored.sum() == n_trials and scored[2 + 7] and not scored[:2].any()
     expected = np.where(session.correct_response.to_numpy()[first_episode] == 1, 1.0, -1.0)
     assert data.train_targets[0, : data.train_lengths[0]][scored].tolist() == expected.tolist()
-    # brain pairing on every trial point, none on the cue
+    # brain pairing (default "pre"): the pre-stimulus points of every trial, none on the cue
     paired = data.train_paired[0, : data.train_lengths[0]]
-    assert not paired[:2].any() and paired[2:].all()
+    assert not paired[:2].any() and paired[2:].tolist() == ([True] * 4 + [False] * 4) * n_trials
     np.testing.assert_array_equal(data.train_brain[0, 2:10], session.embedding.to_numpy()[0])
 
 
@@ -116,7 +116,7 @@ def test_generic_task_holds_out_whole_episodes():
     assert len(data.train_lengths) == 8 and len(data.test_lengths) == 2
     n_trials = sum(s.sizes["trial"] for s in sessions)
     assert data.train_scored.sum() + data.test_scored.sum() == n_trials
-    assert data.train_paired.sum() == data.train_scored.sum() * 20  # no cue in the generic task
+    assert data.train_paired.sum() == data.train_scored.sum() * 10  # no cue; the 10 pre-stimulus points
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ def test_generic_task_holds_out_whole_episodes():
     [
         (lambda s: s.drop_vars("current_target"), "current_target"),
         (lambda s: s.rename({"embedding": "rates"}), "embedding"),
-        (lambda s: s.assign(correct_response=("trial", np.full(s.sizes["trial"], np.nan))), "correct_response"),
+        (lambda s: s.assign(first_target=("trial", np.full(s.sizes["trial"], np.nan))), "first_target"),
     ],
 )
 def test_sessions_without_what_the_task_needs_are_refused(change, field):
@@ -165,3 +165,83 @@ def test_plain_index_time_axis_is_split_in_halves():
     session = session.assign_coords(time=np.arange(6))
     data = MemoryTask(n_test=5).prepare([session])
     assert data.train_inputs[0, 2:8, 3].tolist() == [1, 1, 1, 0, 0, 0]
+
+
+@pytest.mark.parametrize("pair, per_trial", [
+    ("pre", [True] * 4 + [False] * 4),
+    ("unscored", [True] * 7 + [False]),
+    ("all", [True] * 8),
+    ([False, True, False, False, False, False, True, True], [False, True, False, False, False, False, True, True]),
+])
+def test_pairing_selects_the_trial_points_of_the_transfer_loss(pair, per_trial):
+    sessions = memory_sessions(1, 3, n_time=8)
+    for task in (MemoryTask(n_test=5, pair=pair), TrialSequenceTask(pair=pair, test_fraction=0.3)):
+        data = task.prepare(sessions)
+        cue = 2 if isinstance(task, MemoryTask) else 0
+        for row, length in enumerate(data.train_lengths):
+            paired = data.train_paired[row, cue:length].reshape(-1, 8)
+            assert (paired == per_trial).all()
+            assert not data.train_paired[row, :cue].any() and not data.train_paired[row, length:].any()
+        assert task.options()["pair"] == (pair if isinstance(pair, str) else list(pair))
+
+
+def test_pairing_mask_follows_the_stride():
+    # 20 points, stride 3 keeps 1, 4, ..., 19; a mask over the derivative's time pairs points 4 and 19
+    mask = np.zeros(20, bool)
+    mask[[4, 5, 19]] = True
+    data = MemoryTask(n_test=5, time_stride=3, pair=mask).prepare(memory_sessions(1, 2, n_time=20))
+    assert data.train_paired[0, 2:9].tolist() == [False, True, False, False, False, False, True]
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("post", "unknown pairing"),
+    ([1, 0, 1], "booleans"),
+    ([True] * 5, "5 values but the derivative has 8"),
+    ([False] * 8, "selects none"),
+])
+def test_bad_pairings_are_refused(pair, message):
+    with pytest.raises(TrainingError, match=message) as error:
+        MemoryTask(n_test=5, pair=pair).prepare(memory_sessions(1, 2, n_time=8))
+    assert "pair" in str(error.value)
+
+
+def test_no_training_label_contradicts_what_the_inputs_determine():
+    """Participants err (their goal then lags the rule); the student's targets follow the rule."""
+    from b2m_neuro.simulate import memory_session
+
+    trials = memory_session(seed=3, n_units=4, n_trials=300).trials
+    participant = trials["correct_response"].to_numpy()
+    rule = np.concatenate([correct_responses(e.stimulus.to_numpy(), e.first_target.iloc[0], e.second_target.iloc[0])
+                           for _, e in trials.groupby("episode", sort=False)])
+    assert (participant != rule).sum() > 0  # the simulated participant's errors make the recorded labels differ
+    session = xr.Dataset({"embedding": (("trial", "time", "latent"), np.zeros((len(trials), 2, 3), np.float32)),
+                          **{name: ("trial", trials[name].to_numpy()) for name in trials.columns
+                             if name in ("stimulus", "first_target", "second_target", "current_target", "episode")}},
+                         coords={"time": [-0.5, 0.5]})
+    data = MemoryTask(n_test=5).prepare([session])
+    for row, length in enumerate(data.train_lengths):
+        steps = data.train_inputs[row, :length]
+        first, second = steps[0].argmax(), steps[1].argmax()
+        stimuli = steps[2:].reshape(-1, 2, 4)[:, 1].argmax(-1)
+        targets = data.train_targets[row, :length][data.train_scored[row, :length]]
+        assert targets.tolist() == np.where(correct_responses(stimuli, first, second) == 1, 1.0, -1.0).tolist()
+
+
+def test_points_left_out_of_the_pairing_do_not_influence_training():
+    """Zero transfer gradient where not paired: changing the brain there changes nothing."""
+    import torch
+
+    from b2m_neuro.training import train
+
+    sessions = memory_sessions(1, 4, n_time=6)
+    post = sessions[0]["time"].values >= 0
+    scrambled = sessions[0].copy(deep=True)
+    scrambled["embedding"][:, post] = np.random.default_rng(1).normal(0, 5, scrambled["embedding"][:, post].shape)
+    options = dict(alpha=1.0, epochs=2, lr=1e-2, hidden_size=8, n_test=5, pair="pre", progress=False)
+    torch.set_num_threads(1)
+    first, second = train(sessions, **options), train([scrambled], **options)
+    np.testing.assert_array_equal(first.history.task_loss.values, second.history.task_loss.values)
+    for a, b in zip(first.model.parameters(), second.model.parameters()):
+        assert torch.equal(a, b)
+    changed = train([scrambled], **{**options, "pair": "all"})
+    assert not np.array_equal(changed.history.task_loss.values, first.history.task_loss.values)

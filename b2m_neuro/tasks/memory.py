@@ -9,8 +9,14 @@ Context: both candidates are shown as two input steps at the start of each episo
 target, then the second, each as its one-hot stimulus), as the participants were told before each
 episode. These cue steps carry neither task loss nor a brain pairing.
 
-Training sequences are the participants' episodes, one-to-one, with the targets the derivative
-records (``correct_response``, which follows the goal the participant was in). The test set is
+Training sequences are the participants' episodes, one-to-one. Their targets follow the task's
+rule (:func:`correct_responses` of the episode's cue and stimuli), like the test set's, not the
+participant's recorded ``correct_response``: the participant's goal switches only after a *correct*
+accept, and the student never sees the participant's answers, so after a participant's error the
+recorded targets contradict what the inputs determine (3.4 % of the training labels, in a third of
+the episodes, of the simulated demo sessions). With rule targets every training label is what the
+inputs say; the brain embedding still reflects the participant, so for a few trials after an error
+the teacher's goal and the rule's differ. The test set is
 ``n_test`` (1,000) sequences generated from the rules and never seen by a participant: candidates
 drawn at random, episode lengths drawn from the participants' episodes, and each step's stimulus
 role (current target, other candidate, distractor) drawn with the frequencies the participants saw.
@@ -26,6 +32,7 @@ import xarray as xr
 
 from b2m_neuro.errors import TrainingError
 from b2m_neuro.tasks.sequences import (
+    DEFAULT_PAIRING,
     TaskData,
     TrialSequenceTask,
     _check_positive_int,
@@ -35,7 +42,7 @@ from b2m_neuro.tasks.sequences import (
     _trial_table,
 )
 
-MEMORY_VARIABLES = ("stimulus", "first_target", "second_target", "current_target", "correct_response", "episode")
+MEMORY_VARIABLES = ("stimulus", "first_target", "second_target", "current_target", "episode")
 
 
 def correct_responses(stimuli: Sequence[int], first_target: int, second_target: int) -> np.ndarray:
@@ -64,15 +71,19 @@ class MemoryTask(TrialSequenceTask):
         Number of simulated test sequences (1,000 in the reference).
     time_stride
         Keep every ``time_stride``-th time point of each trial (1 = all 200, the reference).
+    pair
+        Which trial points enter the transfer loss: ``"pre"`` (default), ``"unscored"``, ``"all"``
+        or a boolean mask over the derivative's ``time`` (:mod:`b2m_neuro.tasks.sequences`).
     test_seed
         Seed of the simulated test set; fixed across runs so every run is tested on the same set.
     """
 
     name = "memory"
 
-    def __init__(self, *, n_test: int = 1000, time_stride: int = 1, test_seed: int = 0) -> None:
+    def __init__(self, *, n_test: int = 1000, time_stride: int = 1, pair: str | Sequence[bool] = DEFAULT_PAIRING,
+                 test_seed: int = 0) -> None:
         _check_positive_int(n_test, "n_test")
-        super().__init__(time_stride=time_stride, test_seed=test_seed)
+        super().__init__(time_stride=time_stride, pair=pair, test_seed=test_seed)
         self.n_test = n_test
 
     @property
@@ -80,7 +91,7 @@ class MemoryTask(TrialSequenceTask):
         return MEMORY_VARIABLES
 
     def options(self) -> dict:
-        return {"n_test": self.n_test, "time_stride": self.time_stride, "test_seed": self.test_seed}
+        return {"n_test": self.n_test, "time_stride": self.time_stride, "pair": self.pair, "test_seed": self.test_seed}
 
     def prepare(self, sessions: Sequence[xr.Dataset]) -> TaskData:
         """Training sequences from the participants' episodes; a simulated, unseen test set."""
@@ -94,6 +105,11 @@ class MemoryTask(TrialSequenceTask):
     def _stimulus_values(self, session: xr.Dataset) -> set:
         table = _trial_table_of(session)
         return set(np.unique(table[["stimulus", "first_target", "second_target"]].to_numpy()).tolist())
+
+    def _targets(self, episode: pd.DataFrame, session: xr.Dataset) -> np.ndarray:
+        """The rule's answers to the episode's stimuli (see the module docstring)."""
+        return correct_responses(episode["stimulus"].to_numpy(), episode["first_target"].iloc[0],
+                                 episode["second_target"].iloc[0])
 
     def _cue(self, trials: pd.DataFrame, layout: _Layout) -> np.ndarray:
         return layout.one_hot(np.array([trials["first_target"].iloc[0], trials["second_target"].iloc[0]]))

@@ -8,7 +8,17 @@ A derivative session holds ``embedding (trial, time, latent)``: per trial, pre-s
   stimulus while it is on screen, else the "no stimulus" element (the last input);
 - the task loss is scored at the last time point of each trial (the response, as the
   post-stimulus window ends at the reaction time), against +1 (accept) or -1 (reject);
-- every trial time point is paired with the brain embedding of that time point (transfer loss).
+- the transfer loss pairs the student's aligned layer with the brain embedding of the same time
+  point at the points ``pair`` selects (:data:`PAIRINGS`).
+
+Pairing (``pair=``): ``"pre"`` (default) pairs only the pre-stimulus points; ``"unscored"`` every
+point but the scored response points; ``"all"`` every trial point (the paper's reading, kept for
+reproduction); or a boolean mask over the derivative's ``time`` coordinate (one value per time
+point, before ``time_stride``). Why ``"pre"`` by default: in the reference GRU the aligned layer is
+also the only input of the readout, so pulling it toward the brain exactly where the task is
+scored competes with the task. On the known-answer benchmark (a teacher carrying the hidden goal),
+pairing every point gave no benefit over alpha 0, pairing pre-stimulus points a clear one (see the
+README's "Which time points are paired" for the numbers).
 
 Which points are pre-stimulus: those whose ``time`` coordinate is negative (the spike adapter
 aligns time to stimulus onset); when no time is negative (e.g. a plain index), the first half of
@@ -27,6 +37,10 @@ import pandas as pd
 import xarray as xr
 
 from b2m_neuro.errors import TrainingError
+
+#: ``pair=`` names: which trial time points enter the transfer loss (or pass a boolean mask over ``time``).
+PAIRINGS = ("pre", "unscored", "all")
+DEFAULT_PAIRING = "pre"
 
 
 @dataclass
@@ -75,6 +89,9 @@ class TrialSequenceTask:
         Fraction of the episodes (over all sessions) held out for evaluation.
     time_stride
         Keep every ``time_stride``-th time point of each trial (1 = all, the reference).
+    pair
+        Which trial points enter the transfer loss: ``"pre"`` (default), ``"unscored"``, ``"all"``,
+        or a boolean mask over the derivative's ``time`` (see the module docstring).
     test_seed
         Seed of the held-out split; fixed across runs so every run is tested on the same episodes.
     """
@@ -82,7 +99,8 @@ class TrialSequenceTask:
     name = "trials"
 
     def __init__(self, *, stimulus: str = "stimulus", target: str = "correct_response", episode: str = "episode",
-                 test_fraction: float = 0.2, time_stride: int = 1, test_seed: int = 0) -> None:
+                 test_fraction: float = 0.2, time_stride: int = 1, pair: str | Sequence[bool] = DEFAULT_PAIRING,
+                 test_seed: int = 0) -> None:
         if not 0.0 < test_fraction < 1.0:
             raise TrainingError(f"test_fraction must lie in (0, 1), got {test_fraction}", field="test_fraction",
                                 fix="hold out a fraction of the episodes such as 0.2")
@@ -90,6 +108,7 @@ class TrialSequenceTask:
         self.stimulus, self.target, self.episode = stimulus, target, episode
         self.test_fraction = test_fraction
         self.time_stride = time_stride
+        self.pair = _check_pairing(pair)
         self.test_seed = test_seed
 
     @property
@@ -99,7 +118,8 @@ class TrialSequenceTask:
     def options(self) -> dict:
         """The options that rebuild this task (stored in a run's config)."""
         return {"stimulus": self.stimulus, "target": self.target, "episode": self.episode,
-                "test_fraction": self.test_fraction, "time_stride": self.time_stride, "test_seed": self.test_seed}
+                "test_fraction": self.test_fraction, "time_stride": self.time_stride, "pair": self.pair,
+                "test_seed": self.test_seed}
 
     def prepare(self, sessions: Sequence[xr.Dataset]) -> TaskData:
         """Build training and held-out test sequences from derivative sessions."""
@@ -134,39 +154,45 @@ class TrialSequenceTask:
             raise TrainingError(f"sessions have different embedding widths: {sorted(latent_sizes)}", field="latent",
                                 fix="embed all sessions together (one multi-session embedding)")
         stimuli = sorted(set().union(*(self._stimulus_values(session) for session in sessions)))
-        return _Layout.build(sessions[0], stimuli, self.time_stride)
+        return _Layout.build(sessions[0], stimuli, self.time_stride, self.pair)
 
     def _stimulus_values(self, session: xr.Dataset) -> set:
         return set(_values(session, self.stimulus).tolist())
 
-    def _episodes(self, session: xr.Dataset, layout: _Layout) -> list[_Sequence]:
-        trials = _trial_table(session, self.required_variables)
-        targets = trials[self.target].to_numpy()
+    def _targets(self, episode: pd.DataFrame, session: xr.Dataset) -> np.ndarray:
+        """An episode's training targets (1 accept / 0 reject): the target variable as recorded."""
+        targets = episode[self.target].to_numpy()
         if not np.isin(targets, (0, 1)).all():
             raise TrainingError(f"the target must be 0 (reject) or 1 (accept), found {sorted(set(targets.tolist()))}",
                                 file=_where(session), field=self.target, fix="choose a binary target variable")
+        return targets
+
+    def _episodes(self, session: xr.Dataset, layout: _Layout) -> list[_Sequence]:
+        trials = _trial_table(session, self.required_variables)
         embedding = session["embedding"].transpose("trial", "time", "latent").to_numpy()[:, layout.time_index]
         sequences = []
         for _, episode in trials.groupby(self.episode, sort=False):
             rows = episode.index.to_numpy()
             sequences.append(layout.sequence(
-                self._cue(episode, layout), episode[self.stimulus].to_numpy(), targets[rows],
+                self._cue(episode, layout), episode[self.stimulus].to_numpy(), self._targets(episode, session),
                 brain=embedding[rows].astype(np.float32)))
         return sequences
 
 
 class _Layout:
-    """Time points kept per trial, which of them show the stimulus, and the input coding."""
+    """Time points kept per trial, which of them show the stimulus and which are paired with the
+    brain, and the input coding."""
 
-    def __init__(self, time_index: np.ndarray, on_screen: np.ndarray, stimuli: list) -> None:
+    def __init__(self, time_index: np.ndarray, on_screen: np.ndarray, paired: np.ndarray, stimuli: list) -> None:
         self.time_index = time_index
         self.on_screen = on_screen
+        self.paired = paired
         self.stimuli = stimuli
         self.n_inputs = len(stimuli) + 1
         self._code = {value: i for i, value in enumerate(stimuli)}
 
     @classmethod
-    def build(cls, session: xr.Dataset, stimuli: list, stride: int) -> _Layout:
+    def build(cls, session: xr.Dataset, stimuli: list, stride: int, pair: str | list[bool]) -> _Layout:
         n_time = session.sizes["time"]
         time_index = np.arange(n_time - 1, -1, -stride)[::-1]
         times = session["time"].to_numpy() if "time" in session.coords else np.zeros(0)
@@ -174,7 +200,12 @@ class _Layout:
             on_screen = times >= 0
         else:
             on_screen = np.arange(n_time) >= n_time // 2
-        return cls(time_index, on_screen[time_index], stimuli)
+        paired = _pairing_mask(pair, on_screen, where=_where(session))[time_index]
+        if not paired.any():
+            raise TrainingError(f"pair={pair!r} selects none of the {len(time_index)} time points kept per trial",
+                                file=_where(session), field="pair",
+                                fix="pair more time points, or keep more of them (a smaller time_stride)")
+        return cls(time_index, on_screen[time_index], paired, stimuli)
 
     def one_hot(self, values: np.ndarray) -> np.ndarray:
         """``(n, n_inputs)`` one-hot rows of stimulus values."""
@@ -201,7 +232,7 @@ class _Layout:
         if brain is not None:
             sequence.brain = np.concatenate([np.zeros((n_cue, brain.shape[-1]), np.float32),
                                              brain.reshape(-1, brain.shape[-1])])
-            sequence.paired = np.concatenate([np.zeros(n_cue, bool), np.ones(n_trials * n_points, bool)])
+            sequence.paired = np.concatenate([np.zeros(n_cue, bool), np.tile(self.paired, n_trials)])
         return sequence
 
 
@@ -275,6 +306,35 @@ def _where(session: xr.Dataset) -> str:
     attrs = getattr(session, "attrs", {})
     label = "_".join(f"{key}-{attrs[key]}" for key in ("subject", "session") if attrs.get(key))
     return f"session {label}" if label else "session"
+
+
+def _check_pairing(pair: str | Sequence[bool]) -> str | list[bool]:
+    """``pair`` as given (a name of :data:`PAIRINGS`) or as a plain list of booleans (a mask)."""
+    if isinstance(pair, str):
+        if pair not in PAIRINGS:
+            raise TrainingError(f"unknown pairing {pair!r}", field="pair",
+                                fix=f"choose one of: {', '.join(PAIRINGS)}, or pass a boolean mask over the derivative's time")
+        return pair
+    mask = np.asarray(pair)
+    if mask.ndim != 1 or mask.dtype.kind != "b":
+        raise TrainingError(f"a pairing mask must be a 1-d sequence of booleans, got {mask.dtype} of shape {mask.shape}",
+                            field="pair", fix="pass one True/False per time point of the derivative, or a name such as 'pre'")
+    return mask.tolist()
+
+
+def _pairing_mask(pair: str | list[bool], on_screen: np.ndarray, *, where: str) -> np.ndarray:
+    """Which of the derivative's time points (before the stride) are paired with the brain."""
+    n_time = len(on_screen)
+    if pair == "pre":
+        return ~on_screen
+    if pair == "unscored":
+        return np.arange(n_time) < n_time - 1
+    if pair == "all":
+        return np.ones(n_time, bool)
+    if len(pair) != n_time:
+        raise TrainingError(f"the pairing mask has {len(pair)} values but the derivative has {n_time} time points",
+                            file=where, field="pair", fix="pass one True/False per time point of the derivative")
+    return np.asarray(pair, bool)
 
 
 def _check_positive_int(value: int, field: str) -> None:
