@@ -1,20 +1,18 @@
-"""The training loop, for R >= 1 independent runs at once: ``fit_runs([Run(...), ...])``.
+"""The training contract and the one loop, for R >= 1 independent runs at once: ``fit_runs([Run(...), ...])``.
 
-Every run keeps its own seed, episode order, dropout masks, Adam state, alpha, transfer loss, learning
-rate and weight decay, and its history does not depend on which other runs share its group (up to
-float rounding). :func:`b2m_neuro.train` is this loop with R = 1.
+A run is task data (:class:`b2m_neuro.tasks.TaskData`), a student and its optimisation settings
+(:class:`TrainConfig`, whose field defaults are the reference settings); its result is a history
+over epochs (:data:`HISTORY_VARIABLES`). Every run keeps its own seed, episode order, dropout masks,
+Adam state, alpha, transfer loss, learning rate and weight decay, and its history does not depend on
+which other runs share its group (up to float rounding). :func:`b2m_neuro.train` is this loop with
+R = 1. This module imports no stage above it (training, sweeps, the command line).
 
 How runs are batched
 --------------------
-Runs of the reference GRU (:class:`b2m_neuro.models.gru.ReferenceGRU`) whose shapes agree (hidden
-size, input and latent widths, number of training sequences and batch size) are *grouped*: their
-weights are stacked along a leading run dimension, ``(R, 3H, I)``, ``(R, 3H, H)``, ..., and one
-forward pass computes all of them with batched matrix products. The recurrent layer is
-:func:`stacked_gru`, a hand-written GRU (PyTorch's equations, so it matches ``nn.GRU``) whose backward
-pass through time carries only the gradient of the hidden state from step to step and forms the
-weight gradients ``dW_hh = sum_t dgates_t^T h_(t-1)`` with one batched matrix product over all time
-steps at the end. (Autograd, or ``vmap``, through a stacked loop builds a full ``dW_hh`` at every
-step, which makes it slower than sequential ``nn.GRU`` runs.)
+Runs whose networks say they can be stacked (the model protocol below), with the same number of
+training sequences and batch size, are *grouped*: one forward pass computes all of them with
+stacked weights. The reference GRU does this with a hand-written GRU and its backward pass
+(:mod:`b2m_neuro.models.stacked_gru`).
 
 Group size (:func:`auto_group_size`): with one sequence per batch, every time step reads each run's
 recurrent weights once (forward and backward), so the work is bound by memory bandwidth and grouping
@@ -27,14 +25,48 @@ measured on a busy 2-core EPYC (L3 shared with other processes), where groups of
 ``group_size=`` to override. Larger sweeps are trained as several groups, one after the other. On a
 GPU a group holds every compatible run, limited only by the memory the saved activations need.
 Where ``nn.GRU`` is faster (a lone run on CUDA, where cuDNN fuses the whole sequence), a group of
-one run uses it instead (``backend="auto"``). Within a batch, runs are processed in order of
-decreasing sequence length, so a run stops costing anything once its own sequence has ended.
+one run uses it instead (``backend="auto"``).
 
-Any other student (a user ``torch.nn.Module``) is trained alone (R = 1) through its own forward pass;
-its dropout, if any, draws from torch's global random generator (seeded by :func:`b2m_neuro.train`).
+The model protocol
+------------------
+The loop talks to a *group object* holding R runs' weights, never to a network's layers. A student
+(:class:`b2m_neuro.models.aligned.AlignedModel`) aligned at its network's own ``align_layer`` is
+grouped when the network's class offers:
 
-Semantics of one run (identical to the single-run loop it replaces)
--------------------------------------------------------------------
+``network.stacking_key() -> hashable or None``
+    Networks of one class with equal keys can share a group; ``None``: train this one alone.
+``network.recurrent_size() -> (hidden_size, n_inputs)``
+    The widths that set how many runs a group holds (:func:`auto_group_size`).
+``NetworkClass.stack(networks, *, generators, device, backend) -> group`` (a classmethod)
+    The group object of R such networks; ``generators[r]`` is run r's dropout generator (seeded
+    from its seed), ``backend`` one of :data:`BACKENDS`.
+
+Any other student (a user ``torch.nn.Module``) is trained alone (R = 1) through its own forward
+pass, wrapped in the same interface; its dropout, if any, draws from torch's global random
+generator (seeded by :func:`b2m_neuro.train`). A group object offers:
+
+``parameters``
+    List of tensors ``(R, ...)``, the runs' weights, updated in place by :class:`StackedAdam`.
+``gradients()``
+    Their gradients after a backward pass, in the same order (``None`` for a tensor without one).
+``zero_grad()``
+    Clear the gradients.
+``forward(inputs, lengths)``
+    Training pass (dropout on), differentiable: ``inputs (R, B, T, I)``, run r computed for its
+    first ``lengths[r]`` steps -> outputs ``(R, B, T)`` and aligned layer ``(R, B, T, L)``.
+``predict(inputs, runs, steps)``
+    Evaluation pass (dropout off, no gradient) of the runs ``runs`` on shared ``inputs (1, B, T, I)``
+    at the time indices ``steps`` -> outputs ``(R', B, S)`` and aligned layer ``(R', B, S, L)``.
+``finite()``
+    Boolean ``(R,)`` array: which runs' weights are all finite.
+``write_back()``
+    Copy the trained weights into the students (nothing to do where they were trained in place).
+
+:class:`b2m_neuro.models.gru.ReferenceGRU` implements it with
+:class:`b2m_neuro.models.stacked_gru.StackedReferenceGRUs`.
+
+Semantics of one run
+--------------------
 Adam (as ``torch.optim.Adam``, weight decay added to the gradient) over batches of training
 sequences in an order drawn each epoch from ``numpy.random.default_rng(config.seed)``; task loss:
 mean squared error at the scored response points; transfer loss
@@ -48,8 +80,8 @@ and the alignment of its aligned layer with the brain embedding (linear CKA and 
 :func:`_alignment`) is measured on the paired time points of its training sequences, also with
 dropout off: the test sequences have no brain embedding.
 
-torch is imported at the top of this module: only :mod:`b2m_neuro.training` and
-:mod:`b2m_neuro.sweeps` import it, inside their functions, so ``import b2m_neuro`` stays light.
+torch is imported inside the functions, so the contract (:class:`TrainConfig`,
+:data:`HISTORY_VARIABLES`) loads without it (the command line reads the defaults from it).
 """
 
 from __future__ import annotations
@@ -60,27 +92,106 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
-import torch
 import xarray as xr
-from torch.autograd.function import once_differentiable
 
 from b2m_neuro._util.progress import track
 from b2m_neuro.errors import TrainingError
-from b2m_neuro.tasks import TaskData
-from b2m_neuro.training import HISTORY_VARIABLES, TrainConfig, _history_dataset
+from b2m_neuro.transfer import TRANSFER_LOSSES, Reduction, check_alpha
 
-__all__ = ["Run", "fit_runs", "plan_groups", "auto_group_size", "stacked_gru", "StackedAdam", "BACKENDS"]
+if TYPE_CHECKING:
+    import torch
 
-#: ``backend=`` values: "auto", "stacked" (hand-written batched GRU), "nn.GRU" (one nn.GRU call per run).
+    from b2m_neuro.tasks import TaskData
+
+__all__ = ["TrainConfig", "HISTORY_VARIABLES", "Run", "fit_runs", "plan_groups", "auto_group_size", "StackedAdam",
+           "BACKENDS"]
+
+#: ``backend=`` values: "auto", "stacked" (stacked weights, one pass for the group), "nn.GRU" (one nn.GRU call per run).
 BACKENDS = ("auto", "stacked", "nn.GRU")
 EVAL_CHUNK = 256  # test sequences per evaluation pass
 _FALLBACK_CACHE_BYTES = 32 * 2**20
-_GI_BLOCK_BYTES = 64 * 2**20  # input projections computed this many bytes at a time
 _TRAIN_FIELDS = ("inputs", "targets", "scored", "brain", "paired")
 _TEST_FIELDS = ("inputs", "targets", "scored")
+
+#: The per-epoch variables of a run's history, with their descriptions.
+HISTORY_VARIABLES = {
+    "task_loss": "mean task loss (MSE at response points) over the epoch's training batches",
+    "transfer_loss": "mean transfer loss over the epoch's training batches (computed even when alpha = 0)",
+    "total_loss": "mean (1 - alpha) * task_loss + alpha * transfer_loss over the epoch's batches",
+    "train_accuracy": "fraction of training responses whose sign matches the target (dropout on)",
+    "test_loss": "task loss on the test set after the epoch",
+    "test_accuracy": "fraction of test responses whose sign matches the target after the epoch",
+    "alignment_cka": "linear CKA between the aligned layer (dropout off) and the brain embedding over the "
+                     "paired time points of the training sequences, after the epoch",
+    "alignment_rsa": "Spearman correlation of the Euclidean-distance RDMs of the aligned layer (dropout off) and "
+                     "the brain embedding over at most 300 paired training time points (fixed subsample), after the epoch",
+    "wall_time": "seconds since training started, at the end of the epoch",
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation settings of one run; the field defaults are the reference settings.
+
+    These defaults are written here only: :func:`b2m_neuro.train`, :func:`b2m_neuro.sweep` and the
+    command line use them for every setting they are not given. Checked on construction.
+
+    Attributes
+    ----------
+    alpha
+        Weight of the transfer loss in ``(1 - alpha) * L_task + alpha * L_transfer``, in [0, 1].
+    transfer
+        Transfer loss, one of :data:`b2m_neuro.transfer.TRANSFER_LOSSES`: ``"contrastive"``
+        (InfoNCE), ``"contrastive-cosine"`` (InfoNCE on cosine similarity), ``"latent"`` (MSE).
+    temperature
+        InfoNCE temperature ``tau``.
+    reduction
+        ``"mean"`` (alpha's scale then does not depend on sequence length) or ``"sum"`` (the
+        paper's equation) over the InfoNCE anchors.
+    epochs, lr, batch_size, weight_decay
+        Adam: epochs, learning rate, training sequences (episodes) per batch, L2 weight decay.
+    seed
+        Fixes the initial weights, dropout, episode order and the control teachers.
+    divergence_factor
+        A run stops, marked diverged, when an epoch's mean total loss exceeds this many times the
+        loss of its first batch.
+
+    Raises
+    ------
+    TrainingError
+        For a setting out of range, naming it.
+    """
+
+    alpha: float
+    transfer: str = "contrastive"
+    temperature: float = 0.1
+    reduction: str = "mean"
+    epochs: int = 150
+    lr: float = 1e-4
+    batch_size: int = 1
+    weight_decay: float = 0.0
+    seed: int = 0
+    divergence_factor: float = 100.0
+
+    def __post_init__(self) -> None:
+        check_alpha(self.alpha)
+        if self.transfer not in TRANSFER_LOSSES:
+            raise TrainingError(f"unknown transfer loss {self.transfer!r}", field="transfer",
+                                fix=f"choose one of: {', '.join(TRANSFER_LOSSES)}")
+        if self.reduction not in get_args(Reduction):
+            raise TrainingError(f"unknown reduction {self.reduction!r}", field="reduction", fix="choose 'mean' or 'sum'")
+        for field in ("epochs", "batch_size"):
+            value = getattr(self, field)
+            if int(value) != value or value < 1:
+                raise TrainingError(f"{field} must be a positive integer, got {value}", field=field,
+                                    fix=f"pass {field}=1 or more")
+        if not self.lr > 0 or not self.temperature > 0 or self.weight_decay < 0:
+            defaults = f"lr={TrainConfig.lr:g}, temperature={TrainConfig.temperature:g}, weight_decay={TrainConfig.weight_decay:g}"
+            raise TrainingError("lr and temperature must be positive and weight_decay >= 0",
+                                field="lr, temperature, weight_decay", fix=f"use e.g. the defaults: {defaults}")
 
 
 @dataclass
@@ -117,8 +228,8 @@ def fit_runs(runs: Sequence[Run], *, device: Any = "cpu", group_size: int | None
         Most runs trained together in one group; ``None`` picks it from the hardware
         (:func:`auto_group_size`).
     backend
-        ``"auto"``, ``"stacked"`` (the hand-written batched GRU) or ``"nn.GRU"`` (one ``nn.GRU``
-        call per run); see the module docstring.
+        One of :data:`BACKENDS`: ``"auto"``, ``"stacked"`` (the reference GRU's hand-written
+        batched GRU) or ``"nn.GRU"`` (one ``nn.GRU`` call per run); see the module docstring.
     progress
         Show a progress bar over each group's epochs.
 
@@ -133,6 +244,8 @@ def fit_runs(runs: Sequence[Run], *, device: Any = "cpu", group_size: int | None
     >>> runs = [Run(data, student, TrainConfig(alpha=a, seed=s)) for ...]  # doctest: +SKIP
     >>> [(history, diverged), ...] = fit_runs(runs, device="cpu")           # doctest: +SKIP
     """
+    import torch
+
     if backend not in BACKENDS:
         raise TrainingError(f"unknown engine backend {backend!r}", field="backend", fix=f"choose one of: {', '.join(BACKENDS)}")
     if group_size is not None and (int(group_size) != group_size or group_size < 1):
@@ -148,26 +261,29 @@ def fit_runs(runs: Sequence[Run], *, device: Any = "cpu", group_size: int | None
 
 
 def plan_groups(runs: Sequence[Run], *, device: Any = "cpu", group_size: int | None = None) -> list[list[int]]:
-    """Indices of ``runs`` trained together: compatible reference GRUs in groups, other students alone.
+    """Indices of ``runs`` trained together: compatible stackable students in groups, others alone.
 
-    Runs are compatible when their hidden size, input width, latent width, number of training
-    sequences and batch size agree; each set of compatible runs is cut into groups of at most
-    ``group_size`` runs (:func:`auto_group_size` when ``None``), keeping the order of ``runs``.
+    Runs are compatible when their networks are of one class with equal stacking keys (for the
+    reference GRU: hidden size, input width and latent width) and their number of training sequences
+    and batch size agree; each set of compatible runs is cut into groups of at most ``group_size``
+    runs (:func:`auto_group_size` when ``None``), keeping the order of ``runs``.
     """
+    import torch
+
     device = torch.device(device)
     buckets: dict[Any, list[int]] = {}
     for index, run in enumerate(runs):
-        key = _stack_key(run)
+        key = _stacking_key(run)
         buckets.setdefault(key if key is not None else ("alone", index), []).append(index)
     groups = []
     for key, members in buckets.items():
         if key[0] == "alone":
             groups.append(members)
             continue
-        hidden, n_inputs, batch_size = key[1], key[2], key[5]
+        hidden, n_inputs = runs[members[0]].student.model.recurrent_size()
         max_steps = max(int(runs[i].data.train_lengths.max()) for i in members)
         size = group_size or auto_group_size(hidden, n_inputs, device=device, n_runs=len(members),
-                                             max_steps=max_steps, batch_size=batch_size)
+                                             max_steps=max_steps, batch_size=runs[members[0]].config.batch_size)
         groups += [members[start:start + size] for start in range(0, len(members), size)]
     return groups
 
@@ -181,6 +297,8 @@ def auto_group_size(hidden_size: int, n_inputs: int, *, device: Any = "cpu", n_r
     unless the saved activations (about ``4 * 20 * H * max_steps * batch_size`` bytes per run) would
     exceed half of the free GPU memory. Other devices: all ``n_runs``.
     """
+    import torch
+
     device = torch.device(device)
     if device.type == "cpu":
         per_run = 4 * 3 * hidden_size * (hidden_size + n_inputs)
@@ -190,179 +308,6 @@ def auto_group_size(hidden_size: int, n_inputs: int, *, device: Any = "cpu", n_r
         per_run = 4 * 20 * hidden_size * max_steps * batch_size
         return max(1, min(n_runs, (free // 2) // per_run))
     return max(1, n_runs)
-
-
-# --- the hand-written, stacked GRU -------------------------------------------------------------
-
-
-def stacked_gru(inputs: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
-                b_hh: torch.Tensor, lengths: Sequence[int] | None = None) -> torch.Tensor:
-    """R independent one-layer GRUs (PyTorch's equations, zero initial state) in one pass.
-
-    Parameters
-    ----------
-    inputs
-        ``(R, batch, time, I)``.
-    w_ih, w_hh, b_ih, b_hh
-        ``(R, 3H, I)``, ``(R, 3H, H)``, ``(R, 3H)``, ``(R, 3H)``: per run, the ``weight_ih_l0``,
-        ``weight_hh_l0``, ``bias_ih_l0`` and ``bias_hh_l0`` of an ``nn.GRU`` (gates r, z, n).
-    lengths
-        Optional steps per run: run r is only computed for its first ``lengths[r]`` steps (its
-        later outputs are 0), so runs with short sequences do not pay for the longest one.
-
-    Returns
-    -------
-    torch.Tensor
-        ``(R, batch, time, H)``, run r's ``nn.GRU(batch_first=True)`` output sequence. Differentiable
-        with respect to the inputs and the weights.
-
-    Examples
-    --------
-    >>> gru = torch.nn.GRU(3, 5, batch_first=True)
-    >>> weights = [p.detach()[None] for p in gru.parameters()]  # R = 1
-    >>> x = torch.randn(1, 2, 4, 3)
-    >>> torch.allclose(stacked_gru(x, *weights)[0], gru(x[0])[0], atol=1e-6)
-    True
-    """
-    steps = inputs.shape[2]
-    lengths = np.full(w_hh.shape[0], steps) if lengths is None else np.minimum(np.asarray(lengths, int), steps)
-    return _StackedGRUFunction.apply(inputs, w_ih, w_hh, b_ih, b_hh, lengths)
-
-
-class _StackedGRUFunction(torch.autograd.Function):
-    """Autograd wrapper of :func:`_gru_forward` / :func:`_gru_backward`.
-
-    Runs are put in order of decreasing length, so that the runs still going at step t are a
-    leading slice ``[:k]`` of every stacked tensor; outputs and gradients are put back in order.
-    """
-
-    @staticmethod
-    def forward(ctx, inputs, w_ih, w_hh, b_ih, b_hh, lengths):
-        order = np.argsort(-lengths, kind="stable")
-        ctx.order = torch.as_tensor(order, device=w_hh.device)
-        ctx.restore = torch.as_tensor(np.argsort(order), device=w_hh.device)
-        ctx.active = (lengths[order][None, :] > np.arange(inputs.shape[2])[:, None]).sum(1).tolist()
-        inputs, w_ih, w_hh, b_ih, b_hh = (tensor[ctx.order] for tensor in (inputs, w_ih, w_hh, b_ih, b_hh))
-        w_hh_t = w_hh.transpose(1, 2).contiguous()
-        hidden, rz, n, gh = _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, active=ctx.active)
-        ctx.save_for_backward(inputs, w_ih, w_hh_t, hidden, rz, n, gh)
-        return hidden[1:].permute(1, 2, 0, 3)[ctx.restore]
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output):
-        inputs, w_ih, w_hh_t, hidden, rz, n, gh = ctx.saved_tensors
-        grads = _gru_backward(grad_output[ctx.order], inputs, w_ih, w_hh_t, hidden, rz, n, gh, active=ctx.active,
-                              input_grad=ctx.needs_input_grad[0])
-        return *(None if grad is None else grad[ctx.restore] for grad in grads), None
-
-
-def _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, *, active: list[int] | None = None,
-                 keep_steps: list[int] | None = None):
-    """The time loop, on time-major buffers ``(T, R, B, ...)`` so that each step works on contiguous memory.
-
-    ``w_hh_t`` is ``w_hh`` transposed, ``(R, H, 3H)``, contiguous (read once per step; that layout
-    reads fastest). ``active[t]``: step t is computed for runs ``[:active[t]]`` only (runs sorted by
-    decreasing length). Training (``keep_steps=None``): returns ``hidden (T + 1, R, B, H)``
-    (``hidden[0]`` is the zero initial state) and, for the backward pass, the gates
-    ``r|z (T, R, B, 2H)``, ``n (T, R, B, H)`` and ``gh (T, R, B, 3H)`` whose last H columns are
-    ``W_hn h + b_hn`` (zeros where a run was not computed). Evaluation (``keep_steps``, time indices;
-    all runs active): returns only the hidden states after those steps, ``(len(keep_steps), R, B, H)``.
-    """
-    runs, size = w_hh_t.shape[0], w_hh_t.shape[1]
-    batch, steps = inputs.shape[1], inputs.shape[2]
-    new = dict(dtype=w_hh_t.dtype, device=w_hh_t.device)
-    training = keep_steps is None
-    if training:
-        hidden = torch.zeros(steps + 1, runs, batch, size, **new)
-        rz = torch.zeros(steps, runs, batch, 2 * size, **new)
-        n = torch.zeros(steps, runs, batch, size, **new)
-        gh = torch.zeros(steps, runs, batch, 3 * size, **new)
-        hidden_at, rz_at, n_at, gh_at = hidden.unbind(0), rz.unbind(0), n.unbind(0), gh.unbind(0)
-    else:
-        kept = torch.empty(len(keep_steps), runs, batch, size, **new)
-        slot_of = {step: slot for slot, step in enumerate(keep_steps)}
-    h = torch.zeros(runs, batch, size, **new)
-    for start, (offsets, input_n) in _input_projections(inputs, w_ih, b_ih, b_hh):
-        for t, (offset_t, input_n_t) in enumerate(zip(offsets.unbind(0), input_n.unbind(0)), start):
-            if training:
-                k = active[t]
-                gh_t = torch.baddbmm(offset_t[:k], hidden_at[t][:k], w_hh_t[:k], out=gh_at[t][:k])
-                rz_t = torch.sigmoid(gh_t[..., : 2 * size], out=rz_at[t][:k])
-                n_t = torch.addcmul(input_n_t[:k], rz_t[..., :size], gh_t[..., 2 * size:])
-                n_t = torch.tanh(n_t, out=n_at[t][:k])
-                torch.lerp(n_t, hidden_at[t][:k], rz_t[..., size:], out=hidden_at[t + 1][:k])
-            else:
-                gh_t = torch.baddbmm(offset_t, h, w_hh_t)
-                rz_t = gh_t[..., : 2 * size].sigmoid_()
-                n_t = torch.addcmul(input_n_t, rz_t[..., :size], gh_t[..., 2 * size:]).tanh_()
-                h = torch.lerp(n_t, h, rz_t[..., size:])
-                if t in slot_of:
-                    kept[slot_of[t]] = h
-    return (hidden, rz, n, gh) if training else kept
-
-
-def _input_projections(inputs, w_ih, b_ih, b_hh):
-    """The input terms of each step, time-major, in time blocks of bounded size.
-
-    Yields ``(start, (offsets, input_n))``: ``offsets (block, R, B, 3H)`` is what the recurrent
-    product is added to (``W_ir x + b_ir + b_hr``, ``W_iz x + b_iz + b_hz``, ``b_hn``) and
-    ``input_n (block, R, B, H)`` is ``W_in x + b_in``.
-    """
-    runs, gates = w_ih.shape[0], w_ih.shape[1]
-    size = gates // 3
-    batch, steps, width = inputs.shape[1], inputs.shape[2], inputs.shape[3]
-    block = max(1, _GI_BLOCK_BYTES // (4 * runs * batch * (gates + size)))
-    w_ih_t = w_ih.transpose(1, 2)
-    bias_rz = (b_ih[:, : 2 * size] + b_hh[:, : 2 * size]).view(1, runs, 1, 2 * size)
-    bias_hn, bias_in = b_hh[:, 2 * size:].view(1, runs, 1, size), b_ih[:, 2 * size:].view(1, runs, 1, size)
-    for start in range(0, steps, block):
-        x = inputs[:, :, start:start + block].transpose(1, 2)  # (R or 1, block, B, I)
-        stop = x.shape[1]
-        flat = x.reshape(x.shape[0], stop * batch, width).expand(runs, -1, -1)
-        projected = torch.bmm(flat, w_ih_t).view(runs, stop, batch, gates).transpose(0, 1)  # (block, R, B, 3H)
-        offsets = torch.empty(stop, runs, batch, gates, dtype=projected.dtype, device=projected.device)
-        torch.add(projected[..., : 2 * size], bias_rz, out=offsets[..., : 2 * size])
-        offsets[..., 2 * size:] = bias_hn
-        yield start, (offsets, projected[..., 2 * size:] + bias_in)
-
-
-def _gru_backward(grad_output, inputs, w_ih, w_hh_t, hidden, rz, n, gh, *, active: list[int], input_grad: bool):
-    """Backward through time carrying only ``dL/dh``; weight gradients by one matmul over all steps."""
-    runs, size = w_hh_t.shape[0], w_hh_t.shape[1]
-    steps, batch = rz.shape[0], rz.shape[2]
-    r, z = rz[..., :size], rz[..., size:]
-    previous = hidden[:-1]
-    # dL/dh_t times these factors gives the gradients of the gate pre-activations (all forward-only)
-    to_n = (1 - z) * (1 - n * n)                          # -> d(W_in x + b_in + r * (W_hn h + b_hn))
-    factors = torch.cat([to_n * gh[..., 2 * size:] * r * (1 - r),   # -> d(r pre-activation)
-                         (previous - n) * z * (1 - z),              # -> d(z pre-activation)
-                         to_n * r], dim=-1)                         # -> d(W_hn h + b_hn)
-    # dL/dh_t (T, R, B, H), completed from the last step; steps a run did not compute get none
-    grad_h = grad_output.permute(2, 0, 1, 3).contiguous()
-    for t in np.flatnonzero(np.diff(active)) + 1:
-        grad_h[t:, active[t]:] = 0
-    grad_gh = torch.zeros_like(gh)
-    factors_at = factors.view(steps, runs, batch, 3, size).unbind(0)
-    grad_gh_at = grad_gh.view(steps, runs, batch, 3, size).unbind(0)
-    grad_h_at = grad_h.unsqueeze(3).unbind(0)  # (R, B, 1, H) each
-    # dh_(t-1) += dh_t * z_t + dgh_t @ W_hh, in the W_hh^T layout (a transposed out is free for B = 1)
-    out_at = grad_h.transpose(2, 3).unbind(0)  # (R, H, B) each
-    z_at = z.unbind(0)
-    for t in range(steps - 1, -1, -1):
-        k = active[t]
-        torch.mul(factors_at[t][:k], grad_h_at[t][:k], out=grad_gh_at[t][:k])
-        if t:
-            carried = torch.addcmul(grad_h[t - 1][:k], grad_h[t][:k], z_at[t][:k])
-            torch.baddbmm(carried.transpose(1, 2), w_hh_t[:k], grad_gh[t][:k].transpose(1, 2), out=out_at[t - 1][:k])
-    grad_gi = torch.cat([grad_gh[..., : 2 * size], grad_h * to_n], dim=-1)
-    time_major_inputs = inputs.transpose(1, 2).transpose(0, 1)  # (T, R, B, I)
-    grad_w_hh = torch.einsum("trbg,trbh->rgh", grad_gh, previous)
-    grad_w_ih = torch.einsum("trbg,trbi->rgi", grad_gi, time_major_inputs)
-    grad_b_hh = grad_gh.sum((0, 2))
-    grad_b_ih = grad_gi.sum((0, 2))
-    grad_inputs = torch.einsum("trbg,rgi->rbti", grad_gi, w_ih) if input_grad else None
-    return grad_inputs, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
 
 
 # --- Adam over stacked runs --------------------------------------------------------------------
@@ -387,6 +332,8 @@ class StackedAdam:
 
     def __init__(self, params: Sequence[torch.Tensor], *, lr: Sequence[float], weight_decay: Sequence[float],
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        import torch
+
         self.params = list(params)
         self.lr = np.asarray(lr, dtype=np.float64)
         reference = self.params[0]
@@ -402,6 +349,8 @@ class StackedAdam:
 
         ``active`` is a boolean ``(R,)`` tensor; inactive runs are not updated.
         """
+        import torch
+
         beta1, beta2 = self.betas
         self.steps += 1
         correction1 = 1 - beta1 ** self.steps
@@ -424,121 +373,27 @@ class StackedAdam:
                 param.sub_(step_size.view(shape) * exp_avg / denom)
 
 
-# --- models of a group -------------------------------------------------------------------------
+# --- groups (the model protocol) ---------------------------------------------------------------
 
 
-def _stack_key(run: Run) -> tuple | None:
-    """The shape key of a stackable reference-GRU run, ``None`` for any other student."""
-    from b2m_neuro.models.gru import ReferenceGRU
-
+def _stacking_key(run: Run) -> tuple | None:
+    """Runs with equal keys can share a group; ``None``: the run is trained alone (model protocol)."""
     network = getattr(run.student, "model", None)
-    if type(network) is not ReferenceGRU or run.student.align_layer != "embedding":
+    if not hasattr(network, "stacking_key") or run.student.align_layer != network.align_layer:
         return None
-    gru = network.gru
-    return ("gru", gru.hidden_size, gru.input_size, network.embedding.out_features,
-            len(run.data.train_lengths), int(run.config.batch_size))
+    key = network.stacking_key()
+    if key is None:
+        return None
+    return (type(network), key, len(run.data.train_lengths), int(run.config.batch_size))
 
 
-class _StackedGRUs:
-    """R reference GRUs with weights stacked along a leading run dimension."""
-
-    _NAMES = ("w_ih", "w_hh", "b_ih", "b_hh", "w_emb", "b_emb", "w_out", "b_out")
-
-    def __init__(self, students: Sequence[Any], configs: Sequence[TrainConfig], device: Any, backend: str) -> None:
-        networks = [student.model for student in students]
-        self.students = students
-        self.device = device
-        modules = [(n.gru.weight_ih_l0, n.gru.weight_hh_l0, n.gru.bias_ih_l0, n.gru.bias_hh_l0, n.embedding.weight,
-                    n.embedding.bias, n.output.weight, n.output.bias) for n in networks]
-        self.weights = {name: torch.stack([m[i].detach() for m in modules]).to(device).requires_grad_()
-                        for i, name in enumerate(self._NAMES)}
-        self.dropout = [float(n.dropout.p) for n in networks]
-        self.output_range = torch.tensor([float(n.output_range) for n in networks], device=device).view(-1, 1, 1)
-        self.generators = [_seeded_generator(config.seed, device) for config in configs]
-        if backend == "auto":
-            backend = "nn.GRU" if device.type == "cuda" and len(students) == 1 else "stacked"
-        self.backend = backend
-        if backend == "nn.GRU":
-            self.template = torch.nn.GRU(networks[0].gru.input_size, networks[0].gru.hidden_size, batch_first=True).to(device)
-
-    @property
-    def parameters(self) -> list[torch.Tensor]:
-        return list(self.weights.values())
-
-    def gradients(self) -> list[torch.Tensor | None]:
-        return [weight.grad for weight in self.weights.values()]
-
-    def zero_grad(self) -> None:
-        for weight in self.weights.values():
-            weight.grad = None
-
-    def forward(self, inputs: torch.Tensor, lengths: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training pass: ``inputs (R, B, T, I)`` -> outputs ``(R, B, T)``, aligned layer ``(R, B, T, L)``.
-
-        Run r's dropout mask covers its own ``(B, lengths[r], H)`` steps, drawn from its generator.
-        """
-        hidden = self._recurrent(inputs, self.weights, lengths)
-        return self._head(hidden * self._dropout_scale(hidden.shape, lengths), self.weights)
-
-    def predict(self, inputs: torch.Tensor, runs: Sequence[int], steps: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Evaluation pass (dropout off) of ``runs`` on shared ``inputs (1, B, T, I)`` at ``steps``:
-        outputs ``(R', B, len(steps))`` and aligned layer ``(R', B, len(steps), L)``."""
-        weights = {name: value.detach()[list(runs)] for name, value in self.weights.items()}
-        with torch.no_grad():
-            if self.backend == "stacked":
-                kept = _gru_forward(inputs, weights["w_ih"], weights["w_hh"].transpose(1, 2).contiguous(),
-                                    weights["b_ih"], weights["b_hh"], keep_steps=list(steps))
-                hidden = kept.permute(1, 2, 0, 3)
-            else:
-                hidden = self._recurrent(inputs.expand(len(runs), -1, -1, -1), weights)[:, :, list(steps)]
-            return self._head(hidden, weights, self.output_range[list(runs)])
-
-    def finite(self) -> np.ndarray:
-        with torch.no_grad():
-            flags = torch.stack([torch.isfinite(w.detach()).flatten(1).all(1) for w in self.weights.values()]).all(0)
-        return flags.cpu().numpy()
-
-    def write_back(self) -> None:
-        """Copy each run's trained weights into its student."""
-        with torch.no_grad():
-            for index, student in enumerate(self.students):
-                n = student.model
-                targets = (n.gru.weight_ih_l0, n.gru.weight_hh_l0, n.gru.bias_ih_l0, n.gru.bias_hh_l0,
-                           n.embedding.weight, n.embedding.bias, n.output.weight, n.output.bias)
-                for target, name in zip(targets, self._NAMES):
-                    target.copy_(self.weights[name][index])
-
-    def _recurrent(self, inputs, weights, lengths=None):
-        names = ("w_ih", "w_hh", "b_ih", "b_hh")
-        if self.backend == "stacked":
-            return stacked_gru(inputs, *(weights[name] for name in names), lengths=lengths)
-        torch_names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
-        outputs = [torch.func.functional_call(self.template, {t: weights[n][r] for t, n in zip(torch_names, names)},
-                                              (inputs[r],))[0] for r in range(inputs.shape[0])]
-        return torch.stack(outputs)
-
-    def _dropout_scale(self, shape, lengths: Sequence[int]):
-        runs, batch, steps, size = shape
-        scale = torch.ones(shape, device=self.device)
-        for r, (p, generator) in enumerate(zip(self.dropout, self.generators)):
-            if p == 0:
-                continue
-            if p == 1:
-                scale[r] = 0.0
-                continue
-            mask = torch.empty(batch, int(lengths[r]), size, device=self.device).bernoulli_(1 - p, generator=generator)
-            scale[r, :, : int(lengths[r])] = mask / (1 - p)
-        return scale
-
-    def _head(self, hidden, weights, output_range=None):
-        """Embedding layer (the aligned one) and scaled-sigmoid output of ``hidden (R, B, T, H)``."""
-        runs, batch, steps, size = hidden.shape
-        flat = hidden.reshape(runs, batch * steps, size)
-        embedding = torch.baddbmm(weights["b_emb"].unsqueeze(1), flat, weights["w_emb"].transpose(1, 2))
-        logit = torch.baddbmm(weights["b_out"].unsqueeze(1), embedding, weights["w_out"].transpose(1, 2))
-        output_range = self.output_range if output_range is None else output_range
-        outputs = output_range * (2.0 * torch.sigmoid(logit) - 1.0)
-        return outputs.view(runs, batch, steps), embedding.view(runs, batch, steps, -1)
+def _group(runs: Sequence[Run], device: Any, backend: str) -> Any:
+    """The group object of compatible ``runs`` (model protocol), or the lone student's wrapper."""
+    if _stacking_key(runs[0]) is None:
+        return _SingleModule(runs[0].student)
+    networks = [run.student.model for run in runs]
+    generators = [_seeded_generator(run.config.seed, device) for run in runs]
+    return type(networks[0]).stack(networks, generators=generators, device=device, backend=backend)
 
 
 class _SingleModule:
@@ -560,12 +415,16 @@ class _SingleModule:
         return outputs.unsqueeze(0), embedding.unsqueeze(0)
 
     def predict(self, inputs: torch.Tensor, runs: Sequence[int], steps: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         self.student.eval()
         with torch.no_grad():
             outputs, embedding = self.student(inputs[0])
         return outputs[:, list(steps)].unsqueeze(0), embedding[:, list(steps)].unsqueeze(0)
 
     def finite(self) -> np.ndarray:
+        import torch
+
         return np.array([all(bool(torch.isfinite(p).all()) for p in self.student.parameters())])
 
     def write_back(self) -> None:
@@ -578,10 +437,7 @@ class _SingleModule:
 def _train_group(runs: Sequence[Run], device: Any, backend: str, progress: bool) -> list[tuple[xr.Dataset, bool]]:
     """Train one group (compatible runs, or one lone student) with the shared loop."""
     configs = [run.config for run in runs]
-    if _stack_key(runs[0]) is None:
-        model = _SingleModule(runs[0].student)
-    else:
-        model = _StackedGRUs([run.student for run in runs], configs, device, backend)
+    model = _group(runs, device, backend)
     pool = _TensorPool(device)
     train = [pool.tensors(run.data, "train") for run in runs]
     test = [pool.tensors(run.data, "test") for run in runs]
@@ -633,6 +489,8 @@ def _train_epoch(model, optimizer: StackedAdam, runs: Sequence[Run], train: Sequ
                  status: _Status, device: Any) -> np.ndarray:
     """One epoch over each run's training sequences in its own order; per run mean task, transfer and
     total loss over the batches, then correct and scored response counts: ``(R, 5)``."""
+    import torch
+
     n_train = len(runs[0].data.train_lengths)
     n_batches = int(np.ceil(n_train / runs[0].config.batch_size))
     batches = [np.array_split(rng.permutation(n_train), n_batches) for rng in order_rngs]
@@ -656,6 +514,8 @@ def _train_epoch(model, optimizer: StackedAdam, runs: Sequence[Run], train: Sequ
 
 def _losses(outputs, embedding, batch: dict, configs: Sequence[TrainConfig]):
     """Per-run task, transfer and total loss, correct and scored response counts, each ``(R,)``."""
+    import torch
+
     from b2m_neuro.transfer import transfer_loss
 
     scored, targets = batch["scored"], batch["targets"]
@@ -673,6 +533,8 @@ def _losses(outputs, embedding, batch: dict, configs: Sequence[TrainConfig]):
 
 def _evaluate(model, test: Sequence[dict], runs: np.ndarray, lengths: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Test loss and accuracy (dropout off) of ``runs``; runs sharing a test set are evaluated together."""
+    import torch
+
     loss, accuracy = np.full(len(test), np.nan), np.full(len(test), np.nan)
     by_test_set: dict[int, list[int]] = {}
     for r in runs:
@@ -701,6 +563,8 @@ def _alignment(model, train: Sequence[dict], runs: np.ndarray, lengths: Sequence
     sequences have none); runs sharing their training inputs (a brain-guided run and its shuffled
     control, say) are evaluated in one pass.
     """
+    import torch
+
     from b2m_neuro.stats import linear_cka, rsa_similarity
 
     alignment = np.full((len(train), 2), np.nan)
@@ -735,6 +599,8 @@ def _gather(tensors: Sequence[dict], rows: Sequence[np.ndarray], lengths: Sequen
 
     ``"steps"`` holds each run's own batch length (its longest sequence).
     """
+    import torch
+
     steps = [int(length[row].max()) for length, row in zip(lengths, rows)]
     longest = max(steps)
     batch = {"steps": steps}
@@ -751,6 +617,8 @@ def _gather(tensors: Sequence[dict], rows: Sequence[np.ndarray], lengths: Sequen
 
 
 def _pad_to(tensor, steps: int):
+    import torch
+
     if tensor.shape[1] == steps:
         return tensor
     padding = tensor.new_zeros((tensor.shape[0], steps - tensor.shape[1]) + tuple(tensor.shape[2:]))
@@ -774,6 +642,8 @@ class _TensorPool:
         return self._by_fields.setdefault(key, tensors)
 
     def _tensor(self, array: np.ndarray):
+        import torch
+
         known = self._by_id.get(id(array))
         if known is not None and known[0] is array:  # the same array object: no need to hash it again
             return known[1]
@@ -787,9 +657,23 @@ class _TensorPool:
 
 def _seeded_generator(seed: int, device: Any):
     """The run's dropout generator, seeded from its seed (a stream separate from weights and order)."""
+    import torch
+
     generator = torch.Generator(device=device)
     generator.manual_seed(int(np.random.SeedSequence([int(seed), 2]).generate_state(1, np.uint64)[0]))
     return generator
+
+
+def _history_dataset(history: dict, diverged: bool) -> xr.Dataset:
+    """A run's history, ``{variable: (epochs,) values}``, as an ``xarray.Dataset`` over ``epoch`` (1, 2, ...)."""
+    epochs = len(next(iter(history.values())))
+    dataset = xr.Dataset(
+        {name: ("epoch", values, {"description": HISTORY_VARIABLES[name]}) for name, values in history.items()},
+        coords={"epoch": np.arange(1, epochs + 1)},
+    )
+    dataset["wall_time"].attrs["units"] = "s"
+    dataset.attrs["diverged"] = int(diverged)
+    return dataset
 
 
 def _cache_bytes() -> int:

@@ -7,11 +7,13 @@ is pulled toward the brain embedding of the same time points (``L_transfer``), w
 The task loss is the mean squared error between the output (in [-1.5, 1.5]) and the target
 (+1 accept, -1 reject) at each trial's response point; accuracy is the sign of the output against
 the target. The loop itself is :func:`b2m_neuro.engine.fit_runs` (task data + model + config ->
-history, for one run or many at once); :func:`prepare_run` is everything before it.
+history, for one run or many at once), and the optimisation settings and their defaults are
+:class:`b2m_neuro.engine.TrainConfig`; :func:`prepare_run` is everything before the loop.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -26,46 +28,16 @@ import xarray as xr
 
 from b2m_neuro._util.files import atomic_path, check_writable_target
 from b2m_neuro._version import __version__
+from b2m_neuro.controls import CONTROLS, apply_control
+from b2m_neuro.engine import Run, TrainConfig, fit_runs
 from b2m_neuro.errors import TrainingError
 from b2m_neuro.tasks import TaskData, TrialSequenceTask, get_task
-from b2m_neuro.transfer import TRANSFER_LOSSES, check_alpha
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["train", "TrainResult", "TrainConfig", "fit", "prepare_run", "PreparedRun"]
-
-CONTROLS = (None, "shuffled")
-HISTORY_VARIABLES = {
-    "task_loss": "mean task loss (MSE at response points) over the epoch's training batches",
-    "transfer_loss": "mean transfer loss over the epoch's training batches (computed even when alpha = 0)",
-    "total_loss": "mean (1 - alpha) * task_loss + alpha * transfer_loss over the epoch's batches",
-    "train_accuracy": "fraction of training responses whose sign matches the target (dropout on)",
-    "test_loss": "task loss on the test set after the epoch",
-    "test_accuracy": "fraction of test responses whose sign matches the target after the epoch",
-    "alignment_cka": "linear CKA between the aligned layer (dropout off) and the brain embedding over the "
-                     "paired time points of the training sequences, after the epoch",
-    "alignment_rsa": "Spearman correlation of the Euclidean-distance RDMs of the aligned layer (dropout off) and "
-                     "the brain embedding over at most 300 paired training time points (fixed subsample), after the epoch",
-    "wall_time": "seconds since training started, at the end of the epoch",
-}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The optimisation settings of one run (the reference defaults)."""
-
-    alpha: float
-    transfer: str = "contrastive"
-    temperature: float = 0.1
-    reduction: str = "mean"
-    epochs: int = 150
-    lr: float = 1e-4
-    batch_size: int = 1
-    weight_decay: float = 0.0
-    seed: int = 0
-    divergence_factor: float = 100.0
+__all__ = ["train", "TrainResult", "prepare_run", "PreparedRun"]
 
 
 @dataclass
@@ -85,7 +57,7 @@ class TrainResult:
     versions
         Versions of b2m_neuro, torch, numpy, xarray and Python used.
     diverged
-        True if the loss became NaN/inf or an epoch's mean loss exceeded ``divergence_factor`` (100)
+        True if the loss became NaN/inf or an epoch's mean loss exceeded ``divergence_factor``
         times the loss of the first batch before any update; training stopped there.
     """
 
@@ -164,15 +136,7 @@ def train(
     model: str | nn.Module = "gru",
     *,
     alpha: float,
-    transfer: str = "contrastive",
-    temperature: float = 0.1,
-    reduction: str = "mean",
-    epochs: int = 150,
-    lr: float = 1e-4,
-    batch_size: int = 1,
-    weight_decay: float = 0.0,
     control: str | None = None,
-    seed: int = 0,
     device: str = "auto",
     task: str | TrialSequenceTask = "memory",
     align_layer: str | None = None,
@@ -191,21 +155,10 @@ def train(
         mapping ``(batch, time, n_inputs)`` to ``(batch, time)`` outputs, with ``align_layer``.
     alpha
         Weight of the transfer loss in ``(1 - alpha) * L_task + alpha * L_transfer``, in [0, 1].
-    transfer
-        ``"contrastive"`` (InfoNCE, same inputs as the brain), ``"contrastive-cosine"``
-        (InfoNCE on cosine similarity) or ``"latent"`` (MSE to the brain embedding).
-    temperature
-        InfoNCE temperature ``tau`` (0.1, the reference).
-    reduction
-        ``"mean"`` (default; alpha's scale then does not depend on sequence length) or ``"sum"``
-        (the paper's equation) over the InfoNCE anchors.
-    epochs, lr, batch_size, weight_decay
-        Adam settings (reference: 150 epochs, 1e-4, one episode per batch, no weight decay).
     control
-        ``None``, or ``"shuffled"``: brain embeddings shuffled along the trial axis within each
-        session (seeded by ``seed``), so the pairing with the inputs is broken.
-    seed
-        Fixes initial weights, dropout, episode order and the shuffled pairing.
+        ``None``, or a control teacher (:data:`b2m_neuro.controls.CONTROLS`): ``"shuffled"`` (brain
+        embeddings shuffled along the trial axis within each session) or ``"surrogate"``
+        (phase-randomized embeddings, no task information), seeded by ``seed``.
     device
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
     task
@@ -216,9 +169,23 @@ def train(
     progress
         Show a progress bar over epochs.
     **options
-        Task options (memory: ``time_stride``, ``n_test``, ``test_seed``; trials: ``stimulus``,
-        ``target``, ``episode``, ``test_fraction``, ...) and model options (gru: ``hidden_size``,
-        ``dropout``, ``output_range``).
+        Optimisation settings, the fields of :class:`b2m_neuro.engine.TrainConfig` (its defaults,
+        the reference settings, apply to those not given):
+
+        - ``transfer`` (``"contrastive"``): ``"contrastive"`` (InfoNCE, same inputs as the brain),
+          ``"contrastive-cosine"`` (InfoNCE on cosine similarity) or ``"latent"`` (MSE to the brain
+          embedding);
+        - ``temperature`` (0.1): InfoNCE temperature ``tau``;
+        - ``reduction`` (``"mean"``): ``"mean"`` (alpha's scale then does not depend on sequence
+          length) or ``"sum"`` (the paper's equation) over the InfoNCE anchors;
+        - ``epochs`` (150), ``lr`` (1e-4), ``batch_size`` (1 episode), ``weight_decay`` (0): Adam;
+        - ``seed`` (0): fixes initial weights, dropout, episode order and the control teacher;
+        - ``divergence_factor`` (100): stop when an epoch's mean loss exceeds this many times the
+          first batch's loss.
+
+        Task options (memory: ``time_stride``, ``pair``, ``n_test``, ``test_seed``; trials:
+        ``stimulus``, ``target``, ``episode``, ``test_fraction``, ...; see :mod:`b2m_neuro.tasks`)
+        and model options (gru: ``hidden_size``, ``dropout``, ``output_range``).
 
     Returns
     -------
@@ -235,11 +202,8 @@ def train(
     >>> result = b2m_neuro.train("derivatives/b2m-cebra", alpha=0.012, epochs=150)  # doctest: +SKIP
     >>> result.history.test_accuracy.plot()  # doctest: +SKIP
     """
-    from b2m_neuro.engine import Run, fit_runs
-
-    prepared = prepare_run(derivative, model, alpha=alpha, transfer=transfer, temperature=temperature,
-                           reduction=reduction, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
-                           control=control, seed=seed, device=device, task=task, align_layer=align_layer, **options)
+    prepared = prepare_run(derivative, model, alpha=alpha, control=control, device=device, task=task,
+                           align_layer=align_layer, **options)
     [(history, diverged)] = fit_runs([prepared.run], device=prepared.device, progress=progress)
     return prepared.result(history, diverged)
 
@@ -260,9 +224,7 @@ class PreparedRun:
                            versions=_versions(), diverged=diverged)
 
 
-def prepare_run(derivative: Any, model: str | nn.Module = "gru", *, alpha: float, transfer: str = "contrastive",
-                temperature: float = 0.1, reduction: str = "mean", epochs: int = 150, lr: float = 1e-4,
-                batch_size: int = 1, weight_decay: float = 0.0, control: str | None = None, seed: int = 0,
+def prepare_run(derivative: Any, model: str | nn.Module = "gru", *, alpha: float, control: str | None = None,
                 device: str = "auto", task: str | TrialSequenceTask = "memory", align_layer: str | None = None,
                 **options: Any) -> PreparedRun:
     """Everything :func:`train` does before the training loop (same arguments, no ``progress``).
@@ -273,18 +235,14 @@ def prepare_run(derivative: Any, model: str | nn.Module = "gru", *, alpha: float
     """
     import torch
 
-    from b2m_neuro.engine import Run
-
-    config = TrainConfig(alpha=alpha, transfer=transfer, temperature=temperature, reduction=reduction,
-                         epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed)
-    _check_config(config, control)
+    config_options, task, model_options = _split_options(task, options)
+    config = TrainConfig(alpha=alpha, **config_options)
+    _check_control(control)
     sessions, source = _sessions(derivative)
-    if control == "shuffled":
-        sessions = shuffle_trials(sessions, seed=seed)
-    task, model_options = _split_options(task, options)
+    sessions = apply_control(sessions, control, seed=config.seed)
     data = task.prepare(sessions)
     torch_device = _device(device)
-    torch.manual_seed(seed)
+    torch.manual_seed(config.seed)
     student, model_name, model_options = _student(model, data, align_layer, model_options)
     student = student.to(torch_device)
     run_config = {
@@ -297,49 +255,12 @@ def prepare_run(derivative: Any, model: str | nn.Module = "gru", *, alpha: float
     return PreparedRun(run=Run(data, student, config), device=torch_device, run_config=run_config)
 
 
-def fit(data: TaskData, student: Any, config: TrainConfig, *, device: Any = "cpu",
-        progress: bool = True) -> tuple[xr.Dataset, bool]:
-    """Train one student: :func:`b2m_neuro.engine.fit_runs` with R = 1 (the package's one training loop).
-
-    ``student`` is an :class:`b2m_neuro.models.aligned.AlignedModel`, trained in place. Returns the
-    per-epoch history and whether the run diverged.
-    """
-    from b2m_neuro.engine import Run, fit_runs
-
-    return fit_runs([Run(data, student, config)], device=device, progress=progress)[0]
-
-
-def shuffle_trials(sessions: Sequence[xr.Dataset], *, seed: int) -> list[xr.Dataset]:
-    """The shuffled control: each session's embedding permuted along ``trial`` (seeded)."""
-    rng = np.random.default_rng([seed, 1])
-    shuffled = []
-    for session in sessions:
-        embedding = session["embedding"]
-        order = rng.permutation(embedding.sizes["trial"])
-        values = np.take(embedding.to_numpy(), order, axis=embedding.dims.index("trial"))
-        shuffled.append(session.assign(embedding=embedding.copy(data=values)))
-    return shuffled
-
-
 # --- input handling ----------------------------------------------------------------------------
 
 
-def _check_config(config: TrainConfig, control: str | None) -> None:
-    check_alpha(config.alpha)
-    if config.transfer not in TRANSFER_LOSSES:
-        raise TrainingError(f"unknown transfer loss {config.transfer!r}", field="transfer",
-                            fix=f"choose one of: {', '.join(TRANSFER_LOSSES)}")
-    if config.reduction not in ("mean", "sum"):
-        raise TrainingError(f"unknown reduction {config.reduction!r}", field="reduction", fix="choose 'mean' or 'sum'")
-    if control not in CONTROLS:
-        raise TrainingError(f"unknown control {control!r}", field="control", fix="pass None or 'shuffled'")
-    for field in ("epochs", "batch_size"):
-        value = getattr(config, field)
-        if int(value) != value or value < 1:
-            raise TrainingError(f"{field} must be a positive integer, got {value}", field=field, fix=f"pass {field}=1 or more")
-    if not config.lr > 0 or not config.temperature > 0 or config.weight_decay < 0:
-        raise TrainingError("lr and temperature must be positive and weight_decay >= 0",
-                            field="lr, temperature, weight_decay", fix="use e.g. lr=1e-4, temperature=0.1, weight_decay=0")
+def _check_control(control: str | None) -> None:
+    if control is not None and control not in CONTROLS:
+        raise TrainingError(f"unknown control {control!r}", field="control", fix=f"pass None or one of: {', '.join(CONTROLS)}")
 
 
 def _sessions(derivative: Any) -> tuple[list[xr.Dataset], str | None]:
@@ -358,10 +279,14 @@ def _sessions(derivative: Any) -> tuple[list[xr.Dataset], str | None]:
                         fix="pass a b2m_neuro.Derivative, the path to one, or a list of session xarray Datasets")
 
 
-def _split_options(task: str | TrialSequenceTask, options: dict) -> tuple[TrialSequenceTask, dict]:
-    """Route ``**options`` to the task (the names its constructor takes) and the model (the rest)."""
+def _split_options(task: str | TrialSequenceTask, options: dict) -> tuple[dict, TrialSequenceTask, dict]:
+    """Route ``**options``: to :class:`TrainConfig` (its fields), the task (the names its constructor
+    takes) and the model (the rest). Returns ``(config options, task, model options)``."""
+    config_fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    config_options = {key: value for key, value in options.items() if key in config_fields}
+    options = {key: value for key, value in options.items() if key not in config_fields}
     if isinstance(task, TrialSequenceTask):
-        return task, dict(options)
+        return config_options, task, options
     from b2m_neuro.tasks import _TASKS
 
     accepted = {name: set(inspect.signature(task_class).parameters) for name, task_class in _TASKS.items()}
@@ -372,7 +297,7 @@ def _split_options(task: str | TrialSequenceTask, options: dict) -> tuple[TrialS
                             fix=f"task {task!r} takes: {', '.join(sorted(mine))}")
     task_options = {key: value for key, value in options.items() if key in mine}
     model_options = {key: value for key, value in options.items() if key not in mine}
-    return get_task(task, **task_options), model_options
+    return config_options, get_task(task, **task_options), model_options
 
 
 def _student(model: str | Any, data: TaskData, align_layer: str | None, options: dict) -> tuple[Any, str, dict]:
@@ -435,18 +360,7 @@ def _device(device: str) -> Any:
                         fix="use device='auto' or one of: " + ", ".join(name for name, ok in available.items() if ok))
 
 
-# --- tensors and history -----------------------------------------------------------------------
-
-
-def _history_dataset(history: dict, diverged: bool) -> xr.Dataset:
-    epochs = len(next(iter(history.values())))
-    dataset = xr.Dataset(
-        {name: ("epoch", values, {"description": HISTORY_VARIABLES[name]}) for name, values in history.items()},
-        coords={"epoch": np.arange(1, epochs + 1)},
-    )
-    dataset["wall_time"].attrs["units"] = "s"
-    dataset.attrs["diverged"] = int(diverged)
-    return dataset
+# --- provenance --------------------------------------------------------------------------------
 
 
 def _versions() -> dict:

@@ -29,11 +29,10 @@ import time
 import numpy as np
 import torch
 
-from b2m_neuro.engine import Run, auto_group_size, fit_runs
+from b2m_neuro.engine import Run, TrainConfig, auto_group_size, fit_runs
 from b2m_neuro.models import get_model
 from b2m_neuro.models.aligned import AlignedModel
 from b2m_neuro.tasks import TaskData
-from b2m_neuro.training import TrainConfig
 from b2m_neuro.transfer import transfer_loss
 
 LATENT, N_INPUTS, CUE = 7, 4, 2

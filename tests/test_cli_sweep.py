@@ -51,3 +51,21 @@ def test_bad_sweep_is_a_clean_error(derivative_root, tmp_path, capsys, extra, me
 def test_report_of_a_folder_that_is_not_a_store(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 2
     assert "not a sweep store" in capsys.readouterr().err
+
+
+def test_sweep_command_passes_only_the_training_options_given(derivative_root, tmp_path, monkeypatch):
+    import b2m_neuro.sweeps
+
+    calls = []
+
+    def fake_sweep(derivative, model, **options):
+        calls.append(options)
+        raise b2m_neuro.sweeps.SweepError("stop here")
+
+    monkeypatch.setattr(b2m_neuro.sweeps, "sweep", fake_sweep)
+    assert main(["sweep", derivative_root, "--alphas", "0.2", "--lr", "0.01", "--pair", "all", "--quiet"]) == 2
+    assert main(["sweep", derivative_root, "--alphas", "0.2", "--controls", "no_info", "--no-info", "blind"]) == 2
+    given, controls = calls
+    assert {key: given[key] for key in ("lr", "pair")} == {"lr": 0.01, "pair": "all"}
+    assert not {"epochs", "transfer", "temperature", "batch_size", "hidden_size", "controls", "no_info"} & set(given)
+    assert controls["controls"] == ("no_info",) and controls["no_info"] == "blind"

@@ -1,10 +1,14 @@
 import json
+import re
 
+import pytest
 from test_models import one_torch_thread  # noqa: F401 (autouse fixture)
 from test_tasks import memory_derivative
 
 from b2m_neuro import TrainResult
 from b2m_neuro.cli import main
+from b2m_neuro.controls import CONTROLS
+from b2m_neuro.engine import TrainConfig
 
 SMALL = ["--hidden-size", "8", "--time-stride", "4", "--n-test", "20", "--lr", "0.003", "--quiet"]
 
@@ -13,7 +17,7 @@ def test_train_command_writes_a_run_and_prints_a_summary(tmp_path, capsys):
     derivative = memory_derivative(tmp_path / "b2m-identity", 2, 3)
     out = tmp_path / "runs" / "x"
     code = main(["train", str(derivative.root), "--model", "gru", "--alpha", "0.05", "--epochs", "2",
-                 "--control", "shuffled", "--out", str(out), *SMALL])
+                 "--control", "shuffled", "--pair", "unscored", "--out", str(out), *SMALL])
     assert code == 0
     summary = capsys.readouterr().out.strip().splitlines()
     assert len(summary) == 1 and "gru alpha=0.05" in summary[0] and "2 epochs, test accuracy" in summary[0]
@@ -21,6 +25,7 @@ def test_train_command_writes_a_run_and_prints_a_summary(tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["control"] == "shuffled" and config["model_options"]["hidden_size"] == 8
     assert config["task_options"]["time_stride"] == 4 and config["derivative"] == str(derivative.root)
+    assert config["task_options"]["pair"] == "unscored"
     assert TrainResult.load(out).history.sizes["epoch"] == 2
     # a second run to the same folder needs --overwrite, and is refused before training
     assert main(["train", str(derivative.root), "--alpha", "0.05", "--epochs", "1", "--out", str(out), *SMALL]) == 2
@@ -36,3 +41,28 @@ def test_train_command_reports_bad_input_cleanly(tmp_path, capsys):
     assert "unknown model 'lstm'" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "missing"), "--alpha", "0.1", "--out", str(tmp_path / "r"), *SMALL]) == 2
     assert not (tmp_path / "r").exists()
+
+
+def test_train_command_passes_only_the_options_given(tmp_path, monkeypatch):
+    import b2m_neuro.training
+
+    calls = []
+
+    def fake_train(derivative, model, **options):
+        calls.append(options)
+        raise b2m_neuro.training.TrainingError("stop here")
+
+    monkeypatch.setattr(b2m_neuro.training, "train", fake_train)
+    assert main(["train", "d", "--alpha", "0.1", "--epochs", "3", "--pair", "pre", "--out", str(tmp_path / "r"),
+                 "--quiet"]) == 2
+    assert calls == [{"alpha": 0.1, "control": None, "progress": False, "epochs": 3, "pair": "pre"}]
+
+
+def test_train_help_shows_the_train_config_defaults_and_controls(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option, value in [("--lr", f"{TrainConfig.lr:g}"), ("--epochs", TrainConfig.epochs),
+                          ("--temperature", f"{TrainConfig.temperature:g}"), ("--seed", TrainConfig.seed)]:
+        assert re.search(rf"{option} [A-Z_]+ [^(]*\(default {value}\)", text), option
+    assert "--control {" + ",".join(CONTROLS) + "}" in text

@@ -3,21 +3,22 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from _reference_implementations.adam import ReferenceAdam
 from test_models import UserNet, one_torch_thread  # noqa: F401 (autouse fixture)
 from test_tasks import memory_sessions
 
-from b2m_neuro.engine import Run, StackedAdam, auto_group_size, fit_runs, plan_groups, stacked_gru
+from b2m_neuro.controls import shuffle_trials
+from b2m_neuro.engine import HISTORY_VARIABLES, Run, StackedAdam, TrainConfig, auto_group_size, fit_runs, plan_groups
 from b2m_neuro.errors import TrainingError
 from b2m_neuro.models import get_model
 from b2m_neuro.models.aligned import AlignedModel
+from b2m_neuro.models.gru import ReferenceGRU
 from b2m_neuro.stats import linear_cka, rsa_similarity
 from b2m_neuro.tasks import MemoryTask
-from b2m_neuro.training import TrainConfig, shuffle_trials
 from b2m_neuro.transfer import transfer_loss
 
 MEASURES = ["task_loss", "transfer_loss", "total_loss", "train_accuracy", "test_loss", "test_accuracy",
-          "alignment_cka", "alignment_rsa"]
-GRU_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+            "alignment_cka", "alignment_rsa"]
 
 
 @pytest.fixture(scope="module")
@@ -45,63 +46,74 @@ def assert_same_history(actual, expected, rtol=1e-4, atol=1e-6):
         np.testing.assert_allclose(actual[name].values, expected[name].values, rtol=rtol, atol=atol, err_msg=name)
 
 
-# --- the hand-written GRU ----------------------------------------------------------------------
+# --- the contract -----------------------------------------------------------------------------
 
 
-def stacked_weights(grus, dtype=torch.float32):
-    return [torch.stack([getattr(g, name).detach() for g in grus]).to(dtype).requires_grad_() for name in GRU_NAMES]
+@pytest.mark.parametrize(
+    "changes, field",
+    [({"alpha": 1.5}, "alpha"), ({"transfer": "cka"}, "transfer"), ({"reduction": "max"}, "reduction"),
+     ({"epochs": 0}, "epochs"), ({"batch_size": 1.5}, "batch_size"), ({"lr": 0.0}, "lr, temperature, weight_decay")],
+)
+def test_a_bad_train_config_is_refused_naming_the_field(changes, field):
+    with pytest.raises(TrainingError) as error:
+        TrainConfig(**{"alpha": 0.1, **changes})
+    assert error.value.field == field
 
 
-@pytest.mark.parametrize("lengths", [None, [6, 2, 4]])
-def test_stacked_gru_matches_nn_gru_outputs_and_gradients(lengths):
-    torch.manual_seed(0)
-    grus = [torch.nn.GRU(4, 5, batch_first=True) for _ in range(3)]
-    inputs = torch.randn(3, 2, 6, 4)
-    steps = lengths or [6, 6, 6]
-    weights = stacked_weights(grus)
-    x = inputs.clone().requires_grad_()
-    ours = stacked_gru(x, *weights, lengths=lengths)
-    x_ref = inputs.clone().requires_grad_()
-    reference = torch.stack([torch.nn.functional.pad(gru(x_ref[r, :, : steps[r]])[0], (0, 0, 0, 6 - steps[r]))
-                             for r, gru in enumerate(grus)])
-    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
-    upstream = torch.randn_like(ours)
-    (ours * upstream).sum().backward()
-    (reference * upstream).sum().backward()
-    for weight, name in zip(weights, GRU_NAMES):
-        torch.testing.assert_close(weight.grad, torch.stack([getattr(g, name).grad for g in grus]), rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-4, atol=1e-6)
-
-
-@pytest.mark.parametrize("lengths", [None, [3, 1]])
-def test_stacked_gru_gradients_pass_gradcheck(lengths):
-    torch.manual_seed(1)
-    grus = [torch.nn.GRU(2, 3, batch_first=True) for _ in range(2)]
-    inputs = torch.randn(2, 2, 3, 2, dtype=torch.float64, requires_grad=True)
-    weights = stacked_weights(grus, torch.float64)
-    assert torch.autograd.gradcheck(lambda x, *w: stacked_gru(x, *w, lengths=lengths), (inputs, *weights))
+def test_a_history_has_every_described_variable_per_epoch(data):
+    [(history, _)] = fit_runs([Run(data, student(data, 0), config(epochs=2))], progress=False)
+    assert list(history.data_vars) == list(HISTORY_VARIABLES) and list(history.epoch.values) == [1, 2]
+    assert all(history[name].attrs["description"] == text for name, text in HISTORY_VARIABLES.items())
 
 
 # --- Adam ---------------------------------------------------------------------------------------
 
 
-def test_stacked_adam_matches_torch_adam_per_run():
+LRS, DECAYS = [1e-2, 3e-3, 1e-1], [0.0, 1e-2, 0.5]
+
+
+def adam_steps(dtype, single_run_step, n_steps=5):
+    """StackedAdam over 3 runs and, per run, a single-run Adam given each step's gradients: both results."""
     torch.manual_seed(2)
-    lrs, decays = [1e-2, 3e-3, 1e-1], [0.0, 1e-2, 0.5]
-    start = [torch.randn(3, 4, 5), torch.randn(3, 7)]
+    start = [torch.randn(3, 4, 5, dtype=dtype), torch.randn(3, 7, dtype=dtype)]
     stacked = [tensor.clone() for tensor in start]
-    adam = StackedAdam(stacked, lr=lrs, weight_decay=decays)
-    singles = [[tensor[r].clone().requires_grad_() for tensor in start] for r in range(3)]
-    torch_adams = [torch.optim.Adam(params, lr=lr, weight_decay=wd) for params, lr, wd in zip(singles, lrs, decays)]
-    for _ in range(5):
+    adam = StackedAdam(stacked, lr=LRS, weight_decay=DECAYS)
+    singles = [[tensor[r].clone() for tensor in start] for r in range(3)]
+    steppers = [single_run_step(params, lr, wd) for params, lr, wd in zip(singles, LRS, DECAYS)]
+    for _ in range(n_steps):
         grads = [torch.randn_like(tensor) for tensor in start]
         adam.step(grads)
-        for r, optimizer in enumerate(torch_adams):
-            for param, grad in zip(singles[r], grads):
-                param.grad = grad[r].clone()
-            optimizer.step()
-    for i in range(2):
-        torch.testing.assert_close(stacked[i], torch.stack([params[i].detach() for params in singles]), rtol=1e-6, atol=1e-7)
+        for r, step in enumerate(steppers):
+            step([grad[r].clone() for grad in grads])
+    return stacked, [torch.stack([params[i] for params in singles]) for i in range(2)]
+
+
+def torch_adam(params, lr, weight_decay):
+    for param in params:
+        param.requires_grad_()
+    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+    def step(grads):
+        for param, grad in zip(params, grads):
+            param.grad = grad
+        optimizer.step()
+    return step
+
+
+def reference_adam(params, lr, weight_decay):
+    return ReferenceAdam(params, lr=lr, weight_decay=weight_decay).step
+
+
+def test_stacked_adam_matches_torch_adam_per_run():
+    ours, expected = adam_steps(torch.float32, torch_adam)
+    for tensor, reference in zip(ours, expected):
+        torch.testing.assert_close(tensor, reference.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_stacked_adam_matches_the_reference_adam_per_run():
+    ours, expected = adam_steps(torch.float64, reference_adam)
+    for tensor, reference in zip(ours, expected):
+        torch.testing.assert_close(tensor, reference, rtol=1e-12, atol=1e-14)
 
 
 def test_stacked_adam_leaves_inactive_runs_untouched_even_with_nan_gradients():
@@ -246,6 +258,19 @@ def test_runs_are_grouped_by_shape_and_cut_to_the_group_size(data):
     runs = [small[0], large[0], *small[1:], large[1], *other_batch]
     assert plan_groups(runs, group_size=2) == [[0, 2], [3, 4], [5], [1, 6], [7]]
     assert sorted(i for group in plan_groups(runs) for i in group) == list(range(len(runs)))
+
+
+class ChangedGRU(ReferenceGRU):
+    """A subclass may compute something else than the stacked group: trained alone."""
+
+
+def test_networks_without_a_stacking_key_or_aligned_elsewhere_train_alone(data):
+    subclass = AlignedModel(ChangedGRU(data.n_inputs, data.latent_dim, hidden_size=8), "embedding")
+    other_layer = AlignedModel(get_model("gru", n_inputs=data.n_inputs, latent_dim=data.latent_dim, hidden_size=8),
+                               "dropout")
+    runs = [Run(data, student(data, 0), config()), Run(data, subclass, config()), Run(data, other_layer, config()),
+            Run(data, student(data, 1), config())]
+    assert plan_groups(runs, group_size=4) == [[0, 3], [1], [2]]
 
 
 def test_automatic_group_size_follows_the_weights_per_run():

@@ -5,6 +5,7 @@ from torch import nn
 from b2m_neuro.errors import TrainingError
 from b2m_neuro.models import get_model, known_models
 from b2m_neuro.models.aligned import AlignedModel
+from b2m_neuro.models.gru import ReferenceGRU
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -47,6 +48,20 @@ def test_aligned_model_returns_the_gru_embedding_layer():
         expected = model.embedding(model.gru(inputs)[0])
     assert embedding.shape == (2, 5, 3) and torch.allclose(embedding, expected)
     assert torch.allclose(outputs, model(inputs))
+
+
+def test_reference_grus_of_equal_shapes_share_a_stacking_key():
+    def gru(hidden=8, dropout=0.3):
+        return get_model("gru", n_inputs=4, latent_dim=3, hidden_size=hidden, dropout=dropout)
+
+    assert gru().stacking_key() == gru(dropout=0.0).stacking_key() == (8, 4, 3)  # dropout is per run
+    assert gru(hidden=12).stacking_key() != gru().stacking_key()
+    assert gru().recurrent_size() == (8, 4)
+
+    class Changed(ReferenceGRU):
+        pass
+
+    assert Changed(4, 3, hidden_size=8).stacking_key() is None  # may compute something else: trained alone
 
 
 class UserNet(nn.Module):

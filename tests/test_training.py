@@ -6,8 +6,9 @@ from test_models import UserNet, one_torch_thread  # noqa: F401 (autouse fixture
 from test_tasks import memory_derivative, memory_sessions
 
 from b2m_neuro import TrainResult, train
+from b2m_neuro.controls import shuffle_trials
+from b2m_neuro.engine import TrainConfig
 from b2m_neuro.errors import TrainingError
-from b2m_neuro.training import shuffle_trials
 
 # tiny runs: GRU 8, 10 time points per trial, 40 test sequences
 SMALL = dict(hidden_size=8, time_stride=2, n_test=40, lr=3e-3, progress=False)
@@ -37,6 +38,10 @@ def test_train_returns_a_history_per_epoch(run):
     assert run.config["model_options"]["latent_dim"] == 3 and run.config["device"] == "cpu"
     assert run.config["n_train_sequences"] == 10 and run.config["n_test_sequences"] == 40
     assert run.versions["torch"] == torch.__version__
+    # the settings not given are TrainConfig's defaults, written there only
+    defaults = TrainConfig(alpha=0.1)
+    for name in ("transfer", "temperature", "reduction", "batch_size", "weight_decay", "divergence_factor"):
+        assert run.config[name] == getattr(defaults, name), name
 
 
 def test_same_seed_gives_the_identical_history_and_another_seed_does_not(derivative, run):
@@ -155,6 +160,8 @@ def test_loading_a_user_model_needs_an_instance(derivative, tmp_path):
         (dict(alpha=0.1, model=UserNet()), "align_layer"),
         (dict(alpha=0.1, task="driving"), "unknown task"),
         (dict(alpha=0.1, task="trials", episode="block"), "n_test do not apply to task 'trials'"),
+        (dict(alpha=0.1, epoch=3), "does not accept these options.*epoch"),
+        (dict(alpha=0.1, model=UserNet(), align_layer="bottleneck", hidden_size=8), "neither task options"),
     ],
 )
 def test_bad_options_are_refused(derivative, options, message):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-# command-line option -> train() keyword, passed only when given (train's defaults apply otherwise)
-_TRAIN_OPTIONS = ("transfer", "temperature", "reduction", "epochs", "lr", "batch_size", "device", "task",
-                  "hidden_size", "dropout", "time_stride", "n_test")
+from b2m_neuro.cli._train_options import add_train_options, given_train_options
+from b2m_neuro.stats import CONDITIONS
 
 
 def register(cli) -> None:
@@ -16,25 +15,17 @@ def register(cli) -> None:
     sweep.add_argument("--alphas", type=float, nargs="+", required=True,
                        help="B2M strengths in (0, 1]; the alpha 0 baseline is always added")
     sweep.add_argument("--seeds", type=int, default=10, help="number of seeds, 0..N-1 (default 10)")
-    sweep.add_argument("--controls", nargs="*", default=["shuffled", "l2"], choices=["shuffled", "surrogate", "l2"],
-                       help="controls to run (default: shuffled l2; give none for B2M and baseline only)")
+    sweep.add_argument("--controls", nargs="*", default=None, choices=CONDITIONS[1:],
+                       help="controls to run (default: all; give none for B2M and baseline only)")
+    sweep.add_argument("--no-info", default=None, metavar="DERIVATIVE",
+                       help="the no-information teacher: a derivative of the same sessions without the task "
+                            "information (default: the phase-randomized surrogate of DERIVATIVE)")
     sweep.add_argument("--l2", type=float, nargs="+", default=None, help="weight decays of the L2 control (default 1e-5 1e-4 1e-3)")
     sweep.add_argument("--out", default="runs", help="store folder; re-run the same command to resume (default runs/)")
     sweep.add_argument("--engine", default="sequential", choices=["sequential", "batched"])
     sweep.add_argument("--scheduler", default=None,
                        help="Dask: 'local' (a LocalCluster on this machine) or a scheduler address; default in-process")
-    sweep.add_argument("--transfer", default=None, choices=["contrastive", "contrastive-cosine", "latent"])
-    sweep.add_argument("--temperature", type=float, default=None, help="InfoNCE temperature (default 0.1)")
-    sweep.add_argument("--reduction", default=None, choices=["mean", "sum"])
-    sweep.add_argument("--epochs", type=int, default=None, help="epochs per run (default 150)")
-    sweep.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-4)")
-    sweep.add_argument("--batch-size", type=int, default=None, help="episodes per batch (default 1)")
-    sweep.add_argument("--device", default=None, help="auto (default), cpu, cuda, mps")
-    sweep.add_argument("--task", default=None, choices=["memory", "trials"])
-    sweep.add_argument("--hidden-size", type=int, default=None, help="GRU hidden units (default 512)")
-    sweep.add_argument("--dropout", type=float, default=None, help="GRU dropout (default 0.3)")
-    sweep.add_argument("--time-stride", type=int, default=None, help="keep every n-th time point (default 1)")
-    sweep.add_argument("--n-test", type=int, default=None, help="simulated test sequences (memory; default 1000)")
+    add_train_options(sweep, skip=("weight_decay", "seed"))  # set by the grid: --l2, --seeds
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
     sweep.set_defaults(run=_sweep)
 
@@ -51,15 +42,18 @@ def register(cli) -> None:
 def _sweep(args: argparse.Namespace) -> None:
     from b2m_neuro.sweeps import DEFAULT_L2, sweep
 
-    options = {name: getattr(args, name) for name in _TRAIN_OPTIONS if getattr(args, name) is not None}
-    result = sweep(args.derivative, args.model, alphas=args.alphas, seeds=args.seeds, controls=tuple(args.controls),
-                   l2=tuple(args.l2 or DEFAULT_L2), out=args.out, engine=args.engine, scheduler=args.scheduler,
-                   progress=not args.quiet, **options)
+    options = given_train_options(args)
+    if args.controls is not None:
+        options["controls"] = tuple(args.controls)
+    if args.no_info is not None:
+        options["no_info"] = args.no_info
+    result = sweep(args.derivative, args.model, alphas=args.alphas, seeds=args.seeds, l2=tuple(args.l2 or DEFAULT_L2),
+                   out=args.out, engine=args.engine, scheduler=args.scheduler, progress=not args.quiet, **options)
     table = result.statistics()
-    winners = table[(table.measure == "auc") & (table.beats_both == True)].strength  # noqa: E712 (NaN on other rows)
+    winners = table[(table.measure == "auc") & (table.brain_effect == True)].strength  # noqa: E712 (NaN on other rows)
     print(f"sweep: {int(result['trained'].sum())} runs in {args.out}; "
           f"{int(table[table.measure == 'auc'].n_diverged.sum())} diverged (excluded from statistics); "
-          f"B2M beats the best L2 and the shuffled control (AUC, p < 0.05) at alpha: "
+          f"B2M beats the no-information teacher and alpha 0 (AUC, p < 0.05) at alpha: "
           f"{', '.join(f'{a:g}' for a in winners) or 'none'}. Next: b2m-neuro report {args.out} --out report")
 
 

@@ -1,0 +1,329 @@
+"""R reference GRUs in one pass: :func:`stacked_gru` and :class:`StackedReferenceGRUs`.
+
+The training engine (:func:`b2m_neuro.engine.fit_runs`) trains runs of the reference GRU
+(:class:`b2m_neuro.models.gru.ReferenceGRU`) whose shapes agree as one *group*: their weights are
+stacked along a leading run dimension, ``(R, 3H, I)``, ``(R, 3H, H)``, ..., and one forward pass
+computes all of them with batched matrix products.
+
+The recurrent layer is :func:`stacked_gru`, a hand-written GRU (PyTorch's equations, so it matches
+``nn.GRU``) whose backward pass through time carries only the gradient of the hidden state from step
+to step and forms the weight gradients ``dW_hh = sum_t dgates_t^T h_(t-1)`` with one batched matrix
+product over all time steps at the end. (Autograd, or ``vmap``, through a stacked loop builds a full
+``dW_hh`` at every step, which makes it slower than sequential ``nn.GRU`` runs.) Runs are processed
+in order of decreasing sequence length, so a run stops costing anything once its own sequence has
+ended.
+
+:class:`StackedReferenceGRUs` is the group form of R reference GRUs (what
+:meth:`ReferenceGRU.stack` builds): the stacked weights, per-run dropout, the embedding and output
+layers, and copying the trained weights back into each network. It follows the engine's model
+protocol (see :mod:`b2m_neuro.engine`).
+
+torch is imported at the top of this file: only :mod:`b2m_neuro.models.gru` imports it, never
+``import b2m_neuro``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.autograd.function import once_differentiable
+
+__all__ = ["stacked_gru", "StackedReferenceGRUs"]
+
+_GI_BLOCK_BYTES = 64 * 2**20  # input projections computed this many bytes at a time
+
+
+def stacked_gru(inputs: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
+                b_hh: torch.Tensor, lengths: Sequence[int] | None = None) -> torch.Tensor:
+    """R independent one-layer GRUs (PyTorch's equations, zero initial state) in one pass.
+
+    Parameters
+    ----------
+    inputs
+        ``(R, batch, time, I)``.
+    w_ih, w_hh, b_ih, b_hh
+        ``(R, 3H, I)``, ``(R, 3H, H)``, ``(R, 3H)``, ``(R, 3H)``: per run, the ``weight_ih_l0``,
+        ``weight_hh_l0``, ``bias_ih_l0`` and ``bias_hh_l0`` of an ``nn.GRU`` (gates r, z, n).
+    lengths
+        Optional steps per run: run r is only computed for its first ``lengths[r]`` steps (its
+        later outputs are 0), so runs with short sequences do not pay for the longest one.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(R, batch, time, H)``, run r's ``nn.GRU(batch_first=True)`` output sequence. Differentiable
+        with respect to the inputs and the weights.
+
+    Examples
+    --------
+    >>> gru = torch.nn.GRU(3, 5, batch_first=True)
+    >>> weights = [p.detach()[None] for p in gru.parameters()]  # R = 1
+    >>> x = torch.randn(1, 2, 4, 3)
+    >>> torch.allclose(stacked_gru(x, *weights)[0], gru(x[0])[0], atol=1e-6)
+    True
+    """
+    steps = inputs.shape[2]
+    lengths = np.full(w_hh.shape[0], steps) if lengths is None else np.minimum(np.asarray(lengths, int), steps)
+    return _StackedGRUFunction.apply(inputs, w_ih, w_hh, b_ih, b_hh, lengths)
+
+
+class _StackedGRUFunction(torch.autograd.Function):
+    """Autograd wrapper of :func:`_gru_forward` / :func:`_gru_backward`.
+
+    Runs are put in order of decreasing length, so that the runs still going at step t are a
+    leading slice ``[:k]`` of every stacked tensor; outputs and gradients are put back in order.
+    """
+
+    @staticmethod
+    def forward(ctx, inputs, w_ih, w_hh, b_ih, b_hh, lengths):
+        order = np.argsort(-lengths, kind="stable")
+        ctx.order = torch.as_tensor(order, device=w_hh.device)
+        ctx.restore = torch.as_tensor(np.argsort(order), device=w_hh.device)
+        ctx.active = (lengths[order][None, :] > np.arange(inputs.shape[2])[:, None]).sum(1).tolist()
+        inputs, w_ih, w_hh, b_ih, b_hh = (tensor[ctx.order] for tensor in (inputs, w_ih, w_hh, b_ih, b_hh))
+        w_hh_t = w_hh.transpose(1, 2).contiguous()
+        hidden, rz, n, gh = _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, active=ctx.active)
+        ctx.save_for_backward(inputs, w_ih, w_hh_t, hidden, rz, n, gh)
+        return hidden[1:].permute(1, 2, 0, 3)[ctx.restore]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        inputs, w_ih, w_hh_t, hidden, rz, n, gh = ctx.saved_tensors
+        grads = _gru_backward(grad_output[ctx.order], inputs, w_ih, w_hh_t, hidden, rz, n, gh, active=ctx.active,
+                              input_grad=ctx.needs_input_grad[0])
+        return *(None if grad is None else grad[ctx.restore] for grad in grads), None
+
+
+def _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, *, active: list[int] | None = None,
+                 keep_steps: list[int] | None = None):
+    """The time loop, on time-major buffers ``(T, R, B, ...)`` so that each step works on contiguous memory.
+
+    ``w_hh_t`` is ``w_hh`` transposed, ``(R, H, 3H)``, contiguous (read once per step; that layout
+    reads fastest). ``active[t]``: step t is computed for runs ``[:active[t]]`` only (runs sorted by
+    decreasing length). Training (``keep_steps=None``): returns ``hidden (T + 1, R, B, H)``
+    (``hidden[0]`` is the zero initial state) and, for the backward pass, the gates
+    ``r|z (T, R, B, 2H)``, ``n (T, R, B, H)`` and ``gh (T, R, B, 3H)`` whose last H columns are
+    ``W_hn h + b_hn`` (zeros where a run was not computed). Evaluation (``keep_steps``, time indices;
+    all runs active): returns only the hidden states after those steps, ``(len(keep_steps), R, B, H)``.
+    """
+    runs, size = w_hh_t.shape[0], w_hh_t.shape[1]
+    batch, steps = inputs.shape[1], inputs.shape[2]
+    new = dict(dtype=w_hh_t.dtype, device=w_hh_t.device)
+    training = keep_steps is None
+    if training:
+        hidden = torch.zeros(steps + 1, runs, batch, size, **new)
+        rz = torch.zeros(steps, runs, batch, 2 * size, **new)
+        n = torch.zeros(steps, runs, batch, size, **new)
+        gh = torch.zeros(steps, runs, batch, 3 * size, **new)
+        hidden_at, rz_at, n_at, gh_at = hidden.unbind(0), rz.unbind(0), n.unbind(0), gh.unbind(0)
+    else:
+        kept = torch.empty(len(keep_steps), runs, batch, size, **new)
+        slot_of = {step: slot for slot, step in enumerate(keep_steps)}
+    h = torch.zeros(runs, batch, size, **new)
+    for start, (offsets, input_n) in _input_projections(inputs, w_ih, b_ih, b_hh):
+        for t, (offset_t, input_n_t) in enumerate(zip(offsets.unbind(0), input_n.unbind(0)), start):
+            if training:
+                k = active[t]
+                gh_t = torch.baddbmm(offset_t[:k], hidden_at[t][:k], w_hh_t[:k], out=gh_at[t][:k])
+                rz_t = torch.sigmoid(gh_t[..., : 2 * size], out=rz_at[t][:k])
+                n_t = torch.addcmul(input_n_t[:k], rz_t[..., :size], gh_t[..., 2 * size:])
+                n_t = torch.tanh(n_t, out=n_at[t][:k])
+                torch.lerp(n_t, hidden_at[t][:k], rz_t[..., size:], out=hidden_at[t + 1][:k])
+            else:
+                gh_t = torch.baddbmm(offset_t, h, w_hh_t)
+                rz_t = gh_t[..., : 2 * size].sigmoid_()
+                n_t = torch.addcmul(input_n_t, rz_t[..., :size], gh_t[..., 2 * size:]).tanh_()
+                h = torch.lerp(n_t, h, rz_t[..., size:])
+                if t in slot_of:
+                    kept[slot_of[t]] = h
+    return (hidden, rz, n, gh) if training else kept
+
+
+def _input_projections(inputs, w_ih, b_ih, b_hh):
+    """The input terms of each step, time-major, in time blocks of bounded size.
+
+    Yields ``(start, (offsets, input_n))``: ``offsets (block, R, B, 3H)`` is what the recurrent
+    product is added to (``W_ir x + b_ir + b_hr``, ``W_iz x + b_iz + b_hz``, ``b_hn``) and
+    ``input_n (block, R, B, H)`` is ``W_in x + b_in``.
+    """
+    runs, gates = w_ih.shape[0], w_ih.shape[1]
+    size = gates // 3
+    batch, steps, width = inputs.shape[1], inputs.shape[2], inputs.shape[3]
+    block = max(1, _GI_BLOCK_BYTES // (4 * runs * batch * (gates + size)))
+    w_ih_t = w_ih.transpose(1, 2)
+    bias_rz = (b_ih[:, : 2 * size] + b_hh[:, : 2 * size]).view(1, runs, 1, 2 * size)
+    bias_hn, bias_in = b_hh[:, 2 * size:].view(1, runs, 1, size), b_ih[:, 2 * size:].view(1, runs, 1, size)
+    for start in range(0, steps, block):
+        x = inputs[:, :, start:start + block].transpose(1, 2)  # (R or 1, block, B, I)
+        stop = x.shape[1]
+        flat = x.reshape(x.shape[0], stop * batch, width).expand(runs, -1, -1)
+        projected = torch.bmm(flat, w_ih_t).view(runs, stop, batch, gates).transpose(0, 1)  # (block, R, B, 3H)
+        offsets = torch.empty(stop, runs, batch, gates, dtype=projected.dtype, device=projected.device)
+        torch.add(projected[..., : 2 * size], bias_rz, out=offsets[..., : 2 * size])
+        offsets[..., 2 * size:] = bias_hn
+        yield start, (offsets, projected[..., 2 * size:] + bias_in)
+
+
+def _gru_backward(grad_output, inputs, w_ih, w_hh_t, hidden, rz, n, gh, *, active: list[int], input_grad: bool):
+    """Backward through time carrying only ``dL/dh``; weight gradients by one matmul over all steps."""
+    runs, size = w_hh_t.shape[0], w_hh_t.shape[1]
+    steps, batch = rz.shape[0], rz.shape[2]
+    r, z = rz[..., :size], rz[..., size:]
+    previous = hidden[:-1]
+    # dL/dh_t times these factors gives the gradients of the gate pre-activations (all forward-only)
+    to_n = (1 - z) * (1 - n * n)                          # -> d(W_in x + b_in + r * (W_hn h + b_hn))
+    factors = torch.cat([to_n * gh[..., 2 * size:] * r * (1 - r),   # -> d(r pre-activation)
+                         (previous - n) * z * (1 - z),              # -> d(z pre-activation)
+                         to_n * r], dim=-1)                         # -> d(W_hn h + b_hn)
+    # dL/dh_t (T, R, B, H), completed from the last step; steps a run did not compute get none
+    grad_h = grad_output.permute(2, 0, 1, 3).contiguous()
+    for t in np.flatnonzero(np.diff(active)) + 1:
+        grad_h[t:, active[t]:] = 0
+    grad_gh = torch.zeros_like(gh)
+    factors_at = factors.view(steps, runs, batch, 3, size).unbind(0)
+    grad_gh_at = grad_gh.view(steps, runs, batch, 3, size).unbind(0)
+    grad_h_at = grad_h.unsqueeze(3).unbind(0)  # (R, B, 1, H) each
+    # dh_(t-1) += dh_t * z_t + dgh_t @ W_hh, in the W_hh^T layout (a transposed out is free for B = 1)
+    out_at = grad_h.transpose(2, 3).unbind(0)  # (R, H, B) each
+    z_at = z.unbind(0)
+    for t in range(steps - 1, -1, -1):
+        k = active[t]
+        torch.mul(factors_at[t][:k], grad_h_at[t][:k], out=grad_gh_at[t][:k])
+        if t:
+            carried = torch.addcmul(grad_h[t - 1][:k], grad_h[t][:k], z_at[t][:k])
+            torch.baddbmm(carried.transpose(1, 2), w_hh_t[:k], grad_gh[t][:k].transpose(1, 2), out=out_at[t - 1][:k])
+    grad_gi = torch.cat([grad_gh[..., : 2 * size], grad_h * to_n], dim=-1)
+    time_major_inputs = inputs.transpose(1, 2).transpose(0, 1)  # (T, R, B, I)
+    grad_w_hh = torch.einsum("trbg,trbh->rgh", grad_gh, previous)
+    grad_w_ih = torch.einsum("trbg,trbi->rgi", grad_gi, time_major_inputs)
+    grad_b_hh = grad_gh.sum((0, 2))
+    grad_b_ih = grad_gi.sum((0, 2))
+    grad_inputs = torch.einsum("trbg,rgi->rbti", grad_gi, w_ih) if input_grad else None
+    return grad_inputs, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
+
+
+# --- R reference GRUs as one group -------------------------------------------------------------
+
+
+class StackedReferenceGRUs:
+    """R reference GRUs (:class:`~b2m_neuro.models.gru.ReferenceGRU`, same shapes) with weights stacked
+    along a leading run dimension; a group of the engine's model protocol (:mod:`b2m_neuro.engine`).
+
+    Parameters
+    ----------
+    networks
+        The R networks; :meth:`write_back` copies the trained weights into them.
+    generators
+        Per run, the ``torch.Generator`` its dropout masks are drawn from.
+    device
+        The ``torch.device`` the group trains on.
+    backend
+        ``"stacked"`` (:func:`stacked_gru`), ``"nn.GRU"`` (one ``nn.GRU`` call per run) or
+        ``"auto"``: ``"nn.GRU"`` for a lone run on CUDA (where cuDNN fuses the whole sequence),
+        else ``"stacked"``.
+    """
+
+    _NAMES = ("w_ih", "w_hh", "b_ih", "b_hh", "w_emb", "b_emb", "w_out", "b_out")
+
+    def __init__(self, networks: Sequence[Any], *, generators: Sequence[torch.Generator], device: torch.device,
+                 backend: str) -> None:
+        self.networks = list(networks)
+        self.device = device
+        self.weights = {name: torch.stack([weight.detach() for weight in weights]).to(device).requires_grad_()
+                        for name, weights in zip(self._NAMES, zip(*map(_weights, self.networks)))}
+        self.dropout = [float(n.dropout.p) for n in self.networks]
+        self.output_range = torch.tensor([float(n.output_range) for n in self.networks], device=device).view(-1, 1, 1)
+        self.generators = list(generators)
+        if backend == "auto":
+            backend = "nn.GRU" if device.type == "cuda" and len(self.networks) == 1 else "stacked"
+        self.backend = backend
+        if backend == "nn.GRU":
+            gru = self.networks[0].gru
+            self.template = torch.nn.GRU(gru.input_size, gru.hidden_size, batch_first=True).to(device)
+
+    @property
+    def parameters(self) -> list[torch.Tensor]:
+        return list(self.weights.values())
+
+    def gradients(self) -> list[torch.Tensor | None]:
+        return [weight.grad for weight in self.weights.values()]
+
+    def zero_grad(self) -> None:
+        for weight in self.weights.values():
+            weight.grad = None
+
+    def forward(self, inputs: torch.Tensor, lengths: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training pass: ``inputs (R, B, T, I)`` -> outputs ``(R, B, T)``, aligned layer ``(R, B, T, L)``.
+
+        Run r's dropout mask covers its own ``(B, lengths[r], H)`` steps, drawn from its generator.
+        """
+        hidden = self._recurrent(inputs, self.weights, lengths)
+        return self._head(hidden * self._dropout_scale(hidden.shape, lengths), self.weights)
+
+    def predict(self, inputs: torch.Tensor, runs: Sequence[int], steps: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Evaluation pass (dropout off) of ``runs`` on shared ``inputs (1, B, T, I)`` at ``steps``:
+        outputs ``(R', B, len(steps))`` and aligned layer ``(R', B, len(steps), L)``."""
+        weights = {name: value.detach()[list(runs)] for name, value in self.weights.items()}
+        with torch.no_grad():
+            if self.backend == "stacked":
+                kept = _gru_forward(inputs, weights["w_ih"], weights["w_hh"].transpose(1, 2).contiguous(),
+                                    weights["b_ih"], weights["b_hh"], keep_steps=list(steps))
+                hidden = kept.permute(1, 2, 0, 3)
+            else:
+                hidden = self._recurrent(inputs.expand(len(runs), -1, -1, -1), weights)[:, :, list(steps)]
+            return self._head(hidden, weights, self.output_range[list(runs)])
+
+    def finite(self) -> np.ndarray:
+        with torch.no_grad():
+            flags = torch.stack([torch.isfinite(w.detach()).flatten(1).all(1) for w in self.weights.values()]).all(0)
+        return flags.cpu().numpy()
+
+    def write_back(self) -> None:
+        """Copy each run's trained weights into its network."""
+        with torch.no_grad():
+            for index, network in enumerate(self.networks):
+                for target, name in zip(_weights(network), self._NAMES):
+                    target.copy_(self.weights[name][index])
+
+    def _recurrent(self, inputs, weights, lengths=None):
+        names = ("w_ih", "w_hh", "b_ih", "b_hh")
+        if self.backend == "stacked":
+            return stacked_gru(inputs, *(weights[name] for name in names), lengths=lengths)
+        torch_names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+        outputs = [torch.func.functional_call(self.template, {t: weights[n][r] for t, n in zip(torch_names, names)},
+                                              (inputs[r],))[0] for r in range(inputs.shape[0])]
+        return torch.stack(outputs)
+
+    def _dropout_scale(self, shape, lengths: Sequence[int]):
+        runs, batch, steps, size = shape
+        scale = torch.ones(shape, device=self.device)
+        for r, (p, generator) in enumerate(zip(self.dropout, self.generators)):
+            if p == 0:
+                continue
+            if p == 1:
+                scale[r] = 0.0
+                continue
+            mask = torch.empty(batch, int(lengths[r]), size, device=self.device).bernoulli_(1 - p, generator=generator)
+            scale[r, :, : int(lengths[r])] = mask / (1 - p)
+        return scale
+
+    def _head(self, hidden, weights, output_range=None):
+        """Embedding layer (the aligned one) and scaled-sigmoid output of ``hidden (R, B, T, H)``."""
+        runs, batch, steps, size = hidden.shape
+        flat = hidden.reshape(runs, batch * steps, size)
+        embedding = torch.baddbmm(weights["b_emb"].unsqueeze(1), flat, weights["w_emb"].transpose(1, 2))
+        logit = torch.baddbmm(weights["b_out"].unsqueeze(1), embedding, weights["w_out"].transpose(1, 2))
+        output_range = self.output_range if output_range is None else output_range
+        outputs = output_range * (2.0 * torch.sigmoid(logit) - 1.0)
+        return outputs.view(runs, batch, steps), embedding.view(runs, batch, steps, -1)
+
+
+def _weights(network: Any) -> tuple[torch.Tensor, ...]:
+    """A reference GRU's parameters in the order of :attr:`StackedReferenceGRUs._NAMES`."""
+    gru, embedding, output = network.gru, network.embedding, network.output
+    return (gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0, embedding.weight, embedding.bias,
+            output.weight, output.bias)

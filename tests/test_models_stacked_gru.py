@@ -1,0 +1,122 @@
+import pytest
+import torch
+from _reference_implementations.gru import reference_gru
+from test_models import one_torch_thread  # noqa: F401 (autouse fixture)
+
+from b2m_neuro.models import get_model
+from b2m_neuro.models.gru import ReferenceGRU
+from b2m_neuro.models.stacked_gru import StackedReferenceGRUs, stacked_gru
+
+GRU_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+CPU = torch.device("cpu")
+
+
+def stacked_weights(grus, dtype=torch.float32):
+    return [torch.stack([getattr(g, name).detach() for g in grus]).to(dtype).requires_grad_() for name in GRU_NAMES]
+
+
+def run_by_run(gru_of_run, inputs, lengths):
+    """Run r's GRU on its first ``lengths[r]`` steps, zero-padded to the full length: ``(R, B, T, H)``."""
+    steps = inputs.shape[2]
+    return torch.stack([torch.nn.functional.pad(gru_of_run(r, inputs[r, :, :length]), (0, 0, 0, steps - length))
+                        for r, length in enumerate(lengths)])
+
+
+# --- stacked_gru -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lengths", [None, [6, 2, 4], [1, 6, 3]])
+def test_stacked_gru_matches_the_reference_gru_outputs_and_gradients(lengths):
+    torch.manual_seed(0)
+    grus = [torch.nn.GRU(4, 5, batch_first=True) for _ in range(3)]
+    inputs = torch.randn(3, 2, 6, 4, dtype=torch.float64)
+    weights, reference_weights = stacked_weights(grus, torch.float64), stacked_weights(grus, torch.float64)
+    x, x_ref = inputs.clone().requires_grad_(), inputs.clone().requires_grad_()
+    ours = stacked_gru(x, *weights, lengths=lengths)
+    reference = run_by_run(lambda r, x_r: reference_gru(x_r, *(w[r] for w in reference_weights)), x_ref,
+                           lengths or [6, 6, 6])
+    torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+    upstream = torch.randn_like(ours)
+    (ours * upstream).sum().backward()
+    (reference * upstream).sum().backward()
+    for weight, expected, name in zip(weights, reference_weights, GRU_NAMES):
+        torch.testing.assert_close(weight.grad, expected.grad, rtol=1e-10, atol=1e-12, msg=name)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("lengths", [None, [6, 2, 4]])
+def test_stacked_gru_matches_nn_gru_outputs_and_gradients(lengths):
+    torch.manual_seed(0)
+    grus = [torch.nn.GRU(4, 5, batch_first=True) for _ in range(3)]
+    inputs = torch.randn(3, 2, 6, 4)
+    weights = stacked_weights(grus)
+    x, x_ref = inputs.clone().requires_grad_(), inputs.clone().requires_grad_()
+    ours = stacked_gru(x, *weights, lengths=lengths)
+    reference = run_by_run(lambda r, x_r: grus[r](x_r)[0], x_ref, lengths or [6, 6, 6])
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    upstream = torch.randn_like(ours)
+    (ours * upstream).sum().backward()
+    (reference * upstream).sum().backward()
+    for weight, name in zip(weights, GRU_NAMES):
+        torch.testing.assert_close(weight.grad, torch.stack([getattr(g, name).grad for g in grus]), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_the_reference_gru_is_nn_gru():
+    torch.manual_seed(4)
+    gru = torch.nn.GRU(3, 4, batch_first=True)
+    inputs = torch.randn(2, 5, 3)
+    torch.testing.assert_close(reference_gru(inputs, *(getattr(gru, name) for name in GRU_NAMES)), gru(inputs)[0])
+
+
+@pytest.mark.parametrize("lengths", [None, [3, 1]])
+def test_stacked_gru_gradients_pass_gradcheck(lengths):
+    torch.manual_seed(1)
+    grus = [torch.nn.GRU(2, 3, batch_first=True) for _ in range(2)]
+    inputs = torch.randn(2, 2, 3, 2, dtype=torch.float64, requires_grad=True)
+    weights = stacked_weights(grus, torch.float64)
+    assert torch.autograd.gradcheck(lambda x, *w: stacked_gru(x, *w, lengths=lengths), (inputs, *weights))
+
+
+# --- the group of reference GRUs -----------------------------------------------------------------
+
+
+def networks(n_runs, hidden=5):
+    torch.manual_seed(3)
+    return [get_model("gru", n_inputs=4, latent_dim=3, hidden_size=hidden, dropout=0.0) for _ in range(n_runs)]
+
+
+def group_of(nets, backend="stacked"):
+    return ReferenceGRU.stack(nets, generators=[torch.Generator() for _ in nets], device=CPU, backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["stacked", "nn.GRU"])
+def test_the_group_computes_what_each_network_computes(backend):
+    nets = networks(3)
+    group = group_of(nets, backend)
+    assert isinstance(group, StackedReferenceGRUs)
+    inputs = torch.randn(3, 2, 6, 4)
+    outputs, embedding = group.forward(inputs, [6, 6, 6])
+    for r, net in enumerate(nets):
+        torch.testing.assert_close(embedding[r], net.embedding(net.gru(inputs[r])[0]))
+        torch.testing.assert_close(outputs[r], net(inputs[r]))
+    outputs, embedding = group.predict(inputs[:1], [2, 0], [1, 5])  # runs 2 and 0 at steps 1 and 5
+    for row, r in enumerate([2, 0]):
+        torch.testing.assert_close(outputs[row], nets[r](inputs[0])[:, [1, 5]])
+        torch.testing.assert_close(embedding[row], nets[r].embedding(nets[r].gru(inputs[0])[0])[:, [1, 5]])
+
+
+def test_the_group_writes_each_runs_weights_back_and_flags_non_finite_runs():
+    nets = networks(2)
+    before = [net.gru.weight_hh_l0.detach().clone() for net in nets]
+    group = group_of(nets)
+    with torch.no_grad():
+        for weight in group.parameters:
+            weight[1] += 1.0
+    group.write_back()
+    assert torch.equal(nets[0].gru.weight_hh_l0, before[0])
+    assert torch.equal(nets[1].gru.weight_hh_l0, before[1] + 1.0)
+    assert group.finite().tolist() == [True, True]
+    with torch.no_grad():
+        group.parameters[4][0, 0, 0] = float("nan")  # an embedding weight of run 0
+    assert group.finite().tolist() == [False, True]
