@@ -41,6 +41,20 @@ def test_embed_writes_a_checked_derivative_and_quality_report(embedded, dandiset
     assert figure.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_embed_pca_with_zscore_prints_tested_quality_for_every_variable(dandiset, tmp_path, capsys):
+    root, _ = dandiset
+    out = tmp_path / "b2m-pca"
+    assert main(["embed", str(root), "--method", "pca", "--dim", "3", "--zscore", "--permutations", "20",
+                 "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    assert Derivative.open(out).params["zscore"] is True
+    printed = capsys.readouterr().out
+    assert "Teacher quality (20 label permutations per p-value)" in printed
+    for variable in ("stimulus", "current_target", "reaction_time", "goal"):
+        assert f"    {variable} " in printed
+    assert "goal by time point, sub-S01_ses-01: p < 0.05 at" in printed and "/200 time points" in printed
+    assert out.with_name("b2m-pca_quality.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_validate_prints_summary_and_bids_result(embedded, capsys):
     _, out = embedded
     capsys.readouterr()

@@ -55,12 +55,31 @@ def test_pca_keeps_task_variables_and_metadata():
     assert set(first.data_vars) == {"embedding", "stimulus", "correct", "reaction_time"}
     assert first["time"].attrs["time_kind"] == "seconds from stimulus onset"
     assert (first.attrs["subject"], first.attrs["task"], first.attrs["method"]) == ("A", "memory", "pca")
-    assert first.attrs["embedding_params"] == {"output_dimension": 3, "fit": "per-session", "seed": 0}
+    assert first.attrs["embedding_params"] == {"output_dimension": 3, "fit": "per-session", "zscore": False, "seed": 0}
     # principal components: uncorrelated, decreasing variance
     flat = first["embedding"].values.reshape(-1, 3)
     variances = flat.var(axis=0)
     assert np.all(np.diff(variances) < 0)
     assert abs(np.corrcoef(flat.T)[0, 1]) < 1e-3
+
+
+def test_zscore_standardizes_each_unit_before_pca():
+    session = spike_session("A", 6)
+    session[:, :, 0] *= 1000.0  # one loud unit
+    session[:, :, 5] = 4.0  # one constant unit
+    (raw,) = embed([session], method="pca", output_dimension=2, progress=False)
+    (scaled,) = embed([session], method="pca", output_dimension=2, zscore=True, progress=False)
+    units = session.values.reshape(-1, 6)
+    loud = abs(np.corrcoef(raw["embedding"].values.reshape(-1, 2)[:, 0], units[:, 0])[0, 1])
+    assert loud > 0.999  # without z-scoring the loud unit is the first component
+    standardized = (units[:, :5] - units[:, :5].mean(axis=0)) / units[:, :5].std(axis=0)
+    expected = np.linalg.svd(standardized, full_matrices=False)
+    components = scaled["embedding"].values.reshape(-1, 2)
+    np.testing.assert_allclose(components.var(axis=0), expected.S[:2] ** 2 / len(units), rtol=1e-3)
+    assert scaled.attrs["embedding_params"]["zscore"] is True and np.isfinite(components).all()
+    with pytest.raises(EmbeddingError, match="zscore=True applies to methods 'pca' and 'cebra'") as info:
+        embed([session], method="identity", zscore=True, progress=False)
+    assert info.value.field == "zscore"
 
 
 def test_identity_is_the_activity_with_unit_ids():
@@ -92,9 +111,10 @@ def test_multi_session_cebra_round_trips_through_a_derivative(tmp_path):
 
 def test_cebra_single_session_and_eeg_frames():
     (out,) = embed([eeg_session("01")], method="cebra", output_dimension=2, max_iterations=10, batch_size=64,
-                   device="cpu", threads=1, task="drive2", progress=False)  # fmt: skip
+                   device="cpu", threads=1, task="drive2", zscore=True, progress=False)  # fmt: skip
     assert out["embedding"].dims == ("frame", "latent") and out["embedding"].shape == (80, 2)
     assert out.attrs["embedding_params"]["multi_session"] is False
+    assert out.attrs["embedding_params"]["zscore"] is True  # ours, not passed to cebra.CEBRA
     assert list(out["stim_file"].values[:2]) == ["frame_0000.png", "frame_0001.png"]
     assert out.attrs["task"] == "drive2"  # the task option overrides the recording's attribute
     assert np.isfinite(out["embedding"].values).all()

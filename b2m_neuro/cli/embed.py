@@ -14,6 +14,8 @@ def register(cli) -> None:
     embed.add_argument("--spec", default="paper", help="teacher-spec preset name or TOML file (default: paper)")
     embed.add_argument("--method", choices=("cebra", "pca", "identity"), default="cebra")
     embed.add_argument("--dim", type=int, default=7, help="output dimension (default 7)")
+    embed.add_argument("--zscore", action="store_true",
+                       help="standardize each unit before PCA / CEBRA (constant units become 0)")  # fmt: skip
     embed.add_argument("--iterations", type=int, default=15000, help="CEBRA training steps (default 15000)")
     embed.add_argument("--batch-size", type=int, default=512, help="CEBRA batch size (default 512)")
     embed.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
@@ -24,6 +26,8 @@ def register(cli) -> None:
     embed.add_argument("--desc", default=None, help="desc-<label> of the file names (default: the method)")
     embed.add_argument("--figure", type=Path, default=None,
                        help="teacher-quality PNG (default: <out>_quality.png beside the derivative)")  # fmt: skip
+    embed.add_argument("--permutations", type=int, default=200,
+                       help="label permutations per teacher-quality p-value (default 200; 0: no test)")  # fmt: skip
     embed.add_argument("--overwrite", action="store_true", help="replace an existing derivative at --out")
     embed.add_argument("--quiet", action="store_true", help="no progress bars")
     embed.set_defaults(run=_embed)
@@ -68,6 +72,7 @@ def _embed(args: argparse.Namespace) -> None:
         rates,
         method=args.method,
         output_dimension=args.dim,
+        zscore=args.zscore,
         max_iterations=args.iterations,
         batch_size=args.batch_size,
         device=args.device,
@@ -81,7 +86,7 @@ def _embed(args: argparse.Namespace) -> None:
                                    desc=args.desc, overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
     print(derivative.summary())
     figure = args.figure or args.out.with_name(f"{args.out.name}_quality.png")
-    print(teacher_quality(derivative.datasets(), figure=figure).summary())
+    print(teacher_quality(derivative.datasets(), permutations=args.permutations, figure=figure).summary())
 
 
 def _validate(args: argparse.Namespace) -> None:

@@ -30,6 +30,7 @@ def embed(
     *,
     method: str = "cebra",
     output_dimension: int = 7,
+    zscore: bool = False,
     max_iterations: int = 15000,
     batch_size: int = 512,
     learning_rate: float = 3e-4,
@@ -61,6 +62,11 @@ def embed(
         the same count).
     output_dimension
         Embedding size for ``cebra`` and ``pca``; at most the smallest session's unit count.
+    zscore
+        Standardize each unit (channel), i.e. each column of a session's ``(trial * time, unit)``
+        matrix, to mean 0 and SD 1 before ``pca`` or ``cebra``, so that high-rate units do not
+        dominate the embedding; constant units become 0. Recorded in ``embedding_params``. Not
+        for ``identity``, whose latents are the activity itself in its units.
     max_iterations, batch_size, learning_rate, model_architecture, temperature_mode, \
 min_temperature, distance, conditional
         CEBRA hyperparameters; the defaults are the reference teacher's.
@@ -90,8 +96,8 @@ min_temperature, distance, conditional
     Raises
     ------
     EmbeddingError
-        No sessions, mixed kinds, NaN activity, an unknown method, or an output dimension larger
-        than a session's unit count.
+        No sessions, mixed kinds, NaN activity, an unknown method, an output dimension larger
+        than a session's unit count, or ``zscore=True`` with ``identity``.
 
     Examples
     --------
@@ -107,12 +113,19 @@ min_temperature, distance, conditional
     matrices = [_as_samples(session, feature_dim) for session in sessions]
     if method == "identity":
         _check_equal_features(sessions, feature_dim)
+        if zscore:
+            raise EmbeddingError(
+                "zscore=True applies to methods 'pca' and 'cebra'; 'identity' keeps the activity in its units",
+                field="zscore",
+                fix="use method='pca' or 'cebra' with zscore=True, or leave zscore=False for 'identity'",
+            )
         params: dict[str, Any] = {}
         latents = matrices
     else:
         _check_output_dimension(sessions, feature_dim, output_dimension)
+        matrices = [_zscore(matrix) for matrix in matrices] if zscore else matrices
         if method == "pca":
-            params = {"output_dimension": output_dimension, "fit": "per-session", "seed": seed}
+            params = {"output_dimension": output_dimension, "fit": "per-session", "zscore": bool(zscore), "seed": seed}
             latents = _pca(matrices, output_dimension=output_dimension, seed=seed, threads=threads)
         else:
             params = {
@@ -122,6 +135,7 @@ min_temperature, distance, conditional
                 "temperature_mode": temperature_mode,
                 "min_temperature": min_temperature,
                 "output_dimension": output_dimension,
+                "zscore": bool(zscore),
                 "max_iterations": max_iterations,
                 "distance": distance,
                 "conditional": conditional,
@@ -215,6 +229,13 @@ def _as_samples(session: xr.DataArray, feature_dim: str) -> np.ndarray:
     return values.reshape(-1, session.sizes[feature_dim])
 
 
+def _zscore(matrix: np.ndarray) -> np.ndarray:
+    """Each column to mean 0 and SD 1 (float32); constant columns to 0."""
+    constant = matrix.min(axis=0) == matrix.max(axis=0)
+    scale = np.where(constant, 1.0, matrix.std(axis=0, dtype=np.float64))
+    return np.where(constant, 0.0, (matrix - matrix.mean(axis=0, dtype=np.float64)) / scale).astype(np.float32)
+
+
 def _auxiliary_label(session: xr.DataArray, kind: str) -> np.ndarray:
     """Continuous label per sample: time within trial (spikes) or frame position (EEG), as (n, 1)."""
     if kind == "trials":
@@ -238,7 +259,8 @@ def _cebra(
     import cebra
     import torch
 
-    options = {k: v for k, v in params.items() if k not in {"auxiliary_variable", "multi_session", "device", "seed"}}
+    ours = {"auxiliary_variable", "multi_session", "zscore", "device", "seed"}  # not CEBRA's options
+    options = {k: v for k, v in params.items() if k not in ours}
     device = {"auto": "cuda_if_available"}.get(params["device"], params["device"])
     np.random.seed(params["seed"])
     torch.manual_seed(params["seed"])
