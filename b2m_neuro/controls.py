@@ -34,15 +34,24 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import xarray as xr
 
 from b2m_neuro.errors import TrainingError
 
-__all__ = ["CONTROLS", "apply_control", "shuffle_trials", "surrogate_sessions", "phase_randomized"]
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = ["CONDITIONS", "CONTROLS", "apply_control", "shuffle_trials", "surrogate_sessions", "phase_randomized"]
 
 #: ``train(control=...)`` values besides ``None``.
 CONTROLS = ("shuffled", "surrogate")
+#: The conditions of a sweep: brain-guided (``b2m``, strength = alpha; alpha 0 is the no-B2M
+#: baseline), a matched teacher without task information (``no_info``, strength = alpha), brain
+#: embeddings shuffled over trials (strength = alpha) and L2 weight decay without brain guidance
+#: (strength = lambda); all but ``b2m`` are the sweep's ``controls=``.
+CONDITIONS = ("b2m", "no_info", "shuffled", "l2")
 
 
 def apply_control(sessions: Sequence[xr.Dataset], control: str | None, *, seed: int) -> list[xr.Dataset]:

@@ -95,7 +95,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
-import xarray as xr
 
 from b2m_neuro._util.progress import track
 from b2m_neuro.errors import TrainingError
@@ -103,6 +102,7 @@ from b2m_neuro.transfer import TRANSFER_LOSSES, Reduction, check_alpha
 
 if TYPE_CHECKING:
     import torch
+    import xarray as xr
 
     from b2m_neuro.tasks import TaskData
 
@@ -154,7 +154,14 @@ class TrainConfig:
     epochs, lr, batch_size, weight_decay
         Adam: epochs, learning rate, training sequences (episodes) per batch, L2 weight decay.
     seed
-        Fixes the initial weights, dropout, episode order and the control teachers.
+        Fixes the initial weights, dropout, episode order, the control teachers and the negatives.
+    negatives
+        InfoNCE negatives from other episodes: with ``negatives=N > 0``, each step draws N paired
+        brain rows of the run's *other* training sequences (uniformly, from the run's own seeded
+        stream) and each of the student's aligned-layer rows must pick its own brain row among
+        the episode's brain rows and these N (:func:`b2m_neuro.transfer.contrastive_loss` with
+        ``negatives=``). 0 (the reference): the episode's own rows only, which with one episode
+        per batch are few and mostly share the episode's goal states. Contrastive transfers only.
     divergence_factor
         A run stops, marked diverged, when an epoch's mean total loss exceeds this many times the
         loss of its first batch.
@@ -174,6 +181,7 @@ class TrainConfig:
     batch_size: int = 1
     weight_decay: float = 0.0
     seed: int = 0
+    negatives: int = 0
     divergence_factor: float = 100.0
 
     def __post_init__(self) -> None:
@@ -188,6 +196,12 @@ class TrainConfig:
             if int(value) != value or value < 1:
                 raise TrainingError(f"{field} must be a positive integer, got {value}", field=field,
                                     fix=f"pass {field}=1 or more")
+        if int(self.negatives) != self.negatives or self.negatives < 0:
+            raise TrainingError(f"negatives must be a whole number >= 0, got {self.negatives}", field="negatives",
+                                fix="pass 0 (the episode's own rows only) or a count such as 256")
+        if self.negatives and not self.transfer.startswith("contrastive"):
+            raise TrainingError(f"negatives apply to the contrastive transfer losses, not {self.transfer!r}",
+                                field="negatives", fix="pass negatives=0, or a contrastive transfer")
         if not self.lr > 0 or not self.temperature > 0 or self.weight_decay < 0:
             defaults = f"lr={TrainConfig.lr:g}, temperature={TrainConfig.temperature:g}, weight_decay={TrainConfig.weight_decay:g}"
             raise TrainingError("lr and temperature must be positive and weight_decay >= 0",
@@ -443,6 +457,8 @@ def _train_group(runs: Sequence[Run], device: Any, backend: str, progress: bool)
     test = [pool.tensors(run.data, "test") for run in runs]
     optimizer = StackedAdam(model.parameters, lr=[c.lr for c in configs], weight_decay=[c.weight_decay for c in configs])
     order_rngs = [np.random.default_rng(c.seed) for c in configs]
+    banks = [_NegativeBank(tensors, run.data.train_lengths, run.config) if run.config.negatives else None
+             for tensors, run in zip(train, runs)]
     epochs = np.array([c.epochs for c in configs])
     history = [{name: np.full(c.epochs, np.nan) for name in HISTORY_VARIABLES} for c in configs]
     status = _Status(len(runs))
@@ -452,7 +468,7 @@ def _train_group(runs: Sequence[Run], device: Any, backend: str, progress: bool)
         status.active &= epoch < epochs
         if not status.active.any():
             break
-        sums = _train_epoch(model, optimizer, runs, train, order_rngs, status, device)
+        sums = _train_epoch(model, optimizer, runs, train, order_rngs, banks, status, device)
         status.stop(status.active & ~model.finite())
         done = np.flatnonzero(status.active)
         if done.size:
@@ -486,7 +502,7 @@ class _Status:
 
 
 def _train_epoch(model, optimizer: StackedAdam, runs: Sequence[Run], train: Sequence[dict], order_rngs: list,
-                 status: _Status, device: Any) -> np.ndarray:
+                 banks: Sequence[_NegativeBank | None], status: _Status, device: Any) -> np.ndarray:
     """One epoch over each run's training sequences in its own order; per run mean task, transfer and
     total loss over the batches, then correct and scored response counts: ``(R, 5)``."""
     import torch
@@ -497,6 +513,7 @@ def _train_epoch(model, optimizer: StackedAdam, runs: Sequence[Run], train: Sequ
     sums = np.zeros((len(runs), 5))
     for b in range(n_batches):
         batch = _gather(train, [order[b] for order in batches], [run.data.train_lengths for run in runs], _TRAIN_FIELDS)
+        batch["negatives"] = [None if bank is None else bank.sample(order[b]) for bank, order in zip(banks, batches)]
         outputs, embedding = model.forward(batch["inputs"], batch["steps"])
         task, transfer, total, correct, scored = _losses(outputs, embedding, batch, [run.config for run in runs])
         values = torch.stack([task.detach(), transfer.detach(), total.detach(), correct, scored]).cpu().numpy()
@@ -524,7 +541,7 @@ def _losses(outputs, embedding, batch: dict, configs: Sequence[TrainConfig]):
     correct = (((outputs > 0) == (targets > 0)) & scored).sum((1, 2))
     transfer = torch.stack([
         transfer_loss(c.transfer, batch["brain"][r][batch["paired"][r]], embedding[r][batch["paired"][r]],
-                      temperature=c.temperature, reduction=c.reduction)
+                      temperature=c.temperature, reduction=c.reduction, negatives=batch["negatives"][r])
         for r, c in enumerate(configs)])
     alpha = torch.tensor([c.alpha for c in configs], dtype=task.dtype, device=task.device)
     total = (1.0 - alpha) * task + alpha * transfer
@@ -655,17 +672,45 @@ class _TensorPool:
         return self._by_content[key]
 
 
-def _seeded_generator(seed: int, device: Any):
-    """The run's dropout generator, seeded from its seed (a stream separate from weights and order)."""
+def _seeded_generator(seed: int, device: Any, stream: int = 2):
+    """A run's torch generator seeded from its seed: ``stream`` 2 draws dropout, 3 the negatives
+    (streams separate from the weights and the episode order)."""
     import torch
 
     generator = torch.Generator(device=device)
-    generator.manual_seed(int(np.random.SeedSequence([int(seed), 2]).generate_state(1, np.uint64)[0]))
+    generator.manual_seed(int(np.random.SeedSequence([int(seed), stream]).generate_state(1, np.uint64)[0]))
     return generator
+
+
+class _NegativeBank:
+    """A run's paired training brain rows, from which each step draws ``config.negatives`` rows of the
+    sequences outside the batch (see :class:`TrainConfig`), with the run's own generator."""
+
+    def __init__(self, tensors: dict, lengths: np.ndarray, config: TrainConfig) -> None:
+        import torch
+
+        paired = tensors["paired"]
+        self.rows = tensors["brain"][paired]  # (N, latent), ordered by sequence
+        self.sequence = torch.nonzero(paired)[:, 0].cpu()
+        self.count = int(config.negatives)
+        self.generator = _seeded_generator(config.seed, "cpu", stream=3)
+        if len(lengths) < 2:
+            raise TrainingError("negatives from other episodes need at least 2 training sequences", field="negatives",
+                                fix="pass negatives=0, or train on more episodes")
+
+    def sample(self, batch_rows: np.ndarray):
+        """``count`` rows, drawn uniformly with replacement from the sequences not in ``batch_rows``."""
+        import torch
+
+        outside = torch.nonzero(~torch.isin(self.sequence, torch.as_tensor(batch_rows))).flatten()
+        drawn = outside[torch.randint(len(outside), (self.count,), generator=self.generator)]
+        return self.rows[drawn.to(self.rows.device)]
 
 
 def _history_dataset(history: dict, diverged: bool) -> xr.Dataset:
     """A run's history, ``{variable: (epochs,) values}``, as an ``xarray.Dataset`` over ``epoch`` (1, 2, ...)."""
+    import xarray as xr
+
     epochs = len(next(iter(history.values())))
     dataset = xr.Dataset(
         {name: ("epoch", values, {"description": HISTORY_VARIABLES[name]}) for name, values in history.items()},

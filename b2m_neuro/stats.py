@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+
 __all__ = [
     "trajectory_auc",
     "final_metric",
@@ -36,15 +37,9 @@ __all__ = [
     "rsa_similarity",
     "excluded_runs",
     "sweep_statistics",
-    "CONDITIONS",
     "COMPARISONS",
 ]
 
-#: The conditions of a sweep: brain-guided (``b2m``, strength = alpha; alpha 0 is the no-B2M
-#: baseline), a matched teacher without task information (``no_info``, strength = alpha), brain
-#: embeddings shuffled over trials (strength = alpha) and L2 weight decay without brain guidance
-#: (strength = lambda). See :mod:`b2m_neuro.controls`.
-CONDITIONS = ("b2m", "no_info", "shuffled", "l2")
 #: What a brain-guided row is compared with (one-sided Mann-Whitney U, B2M greater): the
 #: no-information teacher at the same alpha (the primary contrast), the no-B2M baseline (alpha 0),
 #: the shuffled control at the same alpha and the best L2.

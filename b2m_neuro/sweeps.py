@@ -11,7 +11,7 @@ Store layout (``out/``)::
                            the run id is a hash of the config, written atomically
     index.csv              one line per run file, rebuilt from the run files
 
-Conditions and strengths (see :data:`b2m_neuro.stats.CONDITIONS`): ``b2m`` at strength alpha
+Conditions and strengths (see :data:`b2m_neuro.controls.CONDITIONS`): ``b2m`` at strength alpha
 (alpha 0 is the no-B2M baseline, trained with weight decay 0 and always included), ``no_info`` and
 ``shuffled`` at the same alphas (alpha > 0 only: at alpha 0 they would repeat the baseline), and
 ``l2`` at strength lambda: alpha 0 with weight decay lambda. What each control keeps and removes is
@@ -39,8 +39,8 @@ import xarray as xr
 from b2m_neuro._util.files import atomic_path
 from b2m_neuro._util.progress import track
 from b2m_neuro.errors import SweepError
-from b2m_neuro.controls import surrogate_sessions
-from b2m_neuro.stats import CONDITIONS, sweep_statistics
+from b2m_neuro.controls import CONDITIONS, surrogate_sessions
+from b2m_neuro.stats import sweep_statistics
 
 __all__ = ["sweep", "SweepResult", "rebuild_index", "DEFAULT_L2"]
 

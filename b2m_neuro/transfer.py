@@ -41,6 +41,7 @@ def contrastive_loss(
     temperature: float = 0.1,
     reduction: Reduction = "mean",
     normalize: bool = False,
+    negatives: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Brain contrastive transfer loss (InfoNCE, paper eq. 2).
 
@@ -55,6 +56,10 @@ def contrastive_loss(
         ``"mean"`` (default, see the module docstring) or ``"sum"`` (the paper's equation).
     normalize
         Scale rows to unit length first (cosine similarity) instead of the raw dot product.
+    negatives
+        Optional ``(n, d)`` brain rows of other examples (other episodes). Then the anchors are the
+        model rows: ``S = model @ [brain; negatives].T / tau`` and ``L_i`` asks ``model[i]`` to
+        pick ``brain[i]`` among the ``b`` brain rows and the ``n`` negatives.
 
     Returns
     -------
@@ -74,10 +79,16 @@ def contrastive_loss(
     if temperature <= 0:
         raise TrainingError(f"the temperature must be positive, got {temperature}", field="temperature",
                             fix="pass a temperature > 0 (the reference uses 0.1)")
+    anchors, candidates = brain, model
+    if negatives is not None:
+        if negatives.ndim != 2 or negatives.shape[1] != brain.shape[1]:
+            raise TrainingError(f"negatives must be (rows, {brain.shape[1]}), got {tuple(negatives.shape)}",
+                                field="negatives", fix="pass brain rows of the embedding's width")
+        anchors, candidates = model, torch.cat([brain, negatives])
     if normalize:
-        brain = torch.nn.functional.normalize(brain, dim=1)
-        model = torch.nn.functional.normalize(model, dim=1)
-    similarity = brain @ model.T / temperature
+        anchors = torch.nn.functional.normalize(anchors, dim=1)
+        candidates = torch.nn.functional.normalize(candidates, dim=1)
+    similarity = anchors @ candidates.T / temperature
     per_anchor = -torch.diagonal(torch.log_softmax(similarity, dim=1))
     return _reduce(per_anchor, reduction)
 
@@ -113,13 +124,16 @@ TRANSFER_LOSSES = ("contrastive", "contrastive-cosine", "latent")
 
 
 def transfer_loss(name: str, brain: torch.Tensor, model: torch.Tensor, *, temperature: float,
-                  reduction: Reduction) -> torch.Tensor:
-    """Dispatch to the transfer loss called ``name`` (one of :data:`TRANSFER_LOSSES`)."""
-    if name == "contrastive":
-        return contrastive_loss(brain, model, temperature=temperature, reduction=reduction)
-    if name == "contrastive-cosine":
-        return contrastive_loss(brain, model, temperature=temperature, reduction=reduction, normalize=True)
+                  reduction: Reduction, negatives: torch.Tensor | None = None) -> torch.Tensor:
+    """Dispatch to the transfer loss called ``name`` (one of :data:`TRANSFER_LOSSES`); ``negatives``
+    (contrastive losses only) as in :func:`contrastive_loss`."""
+    if name in ("contrastive", "contrastive-cosine"):
+        return contrastive_loss(brain, model, temperature=temperature, reduction=reduction,
+                                normalize=name == "contrastive-cosine", negatives=negatives)
     if name == "latent":
+        if negatives is not None:
+            raise TrainingError("the latent transfer loss takes no negatives", field="negatives",
+                                fix="pass negatives only with a contrastive transfer")
         return latent_loss(brain, model)
     raise TrainingError(f"unknown transfer loss {name!r}", field="transfer",
                         fix=f"choose one of {', '.join(TRANSFER_LOSSES)}")

@@ -65,6 +65,15 @@ def test_paper_preset_is_the_reference_preprocessing():
     assert spec.units == UnitSelection()
 
 
+def test_coarse_preset_keeps_one_pre_stimulus_and_one_stimulus_point():
+    spec = TeacherSpec.preset("coarse")
+    paper = TeacherSpec.preset("paper")
+    assert (spec.pre.start, spec.pre.stop, spec.pre.n_bins, spec.post.n_bins) == (-1.0, 0.0, 1, 1)
+    assert spec.filter.kind == "none" and spec.task_columns == paper.task_columns and spec.align == paper.align
+    time, phase = spec.time_coordinate()
+    assert np.allclose(time, [-0.5, 0.5]) and list(phase) == ["pre", "post"]
+
+
 def test_paper_time_coordinate_is_pre_seconds_then_reaction_time_phase():
     spec = TeacherSpec.preset("paper")
     time, phase = spec.time_coordinate()

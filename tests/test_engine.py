@@ -28,7 +28,8 @@ def sessions():
 
 @pytest.fixture(scope="module")
 def data(sessions):
-    return MemoryTask(n_test=12, time_stride=2).prepare(sessions)
+    # every trial point paired: many rows per episode, so the alignment statistics are far from 0
+    return MemoryTask(n_test=12, time_stride=2, pair="all").prepare(sessions)
 
 
 def student(data, seed, *, hidden=8, dropout=0.3):
@@ -176,19 +177,21 @@ def test_one_run_reproduces_the_plain_single_run_loop(data, batch_size):
 
 
 def mixed_runs(data, sessions):
-    """Four different runs: seeds, alphas, transfer losses, lr, weight decay, and a shuffled teacher."""
+    """Five different runs: seeds, alphas, transfer losses, lr, weight decay, negatives from other
+    episodes, and a shuffled teacher."""
     shuffled = MemoryTask(n_test=12, time_stride=2).prepare(shuffle_trials(sessions, seed=7))
     settings = [(data, config(seed=0, alpha=0.0)),
                 (data, config(seed=1, alpha=0.1, transfer="latent", weight_decay=1e-2)),
                 (shuffled, config(seed=7, alpha=0.5)),
-                (data, config(seed=3, alpha=0.05, lr=1e-2, transfer="contrastive-cosine", reduction="sum"))]
+                (data, config(seed=3, alpha=0.05, lr=1e-2, transfer="contrastive-cosine", reduction="sum")),
+                (data, config(seed=4, alpha=0.5, transfer="contrastive-cosine", negatives=16))]
     return [Run(task_data, student(task_data, cfg.seed), cfg) for task_data, cfg in settings]
 
 
 def test_batched_runs_give_the_histories_of_runs_trained_one_at_a_time(data, sessions):
     together = mixed_runs(data, sessions)
-    assert plan_groups(together, group_size=4) == [[0, 1, 2, 3]]
-    batched = fit_runs(together, group_size=4, progress=False)
+    assert plan_groups(together, group_size=5) == [[0, 1, 2, 3, 4]]
+    batched = fit_runs(together, group_size=5, progress=False)
     alone = [fit_runs([run], progress=False)[0] for run in mixed_runs(data, sessions)]
     for (history, diverged), (expected, expected_diverged), run in zip(batched, alone, together):
         assert diverged == expected_diverged is False
@@ -285,3 +288,27 @@ def test_bad_engine_options_raise_training_errors(data, option):
     with pytest.raises(TrainingError) as error:
         fit_runs([Run(data, student(data, 0), config())], progress=False, **option)
     assert error.value.field in ("backend", "group_size")
+
+
+def test_negatives_come_from_the_other_episodes_and_change_training(data, sessions):
+    from b2m_neuro.engine import _NegativeBank, _TensorPool
+
+    tensors = _TensorPool("cpu").tensors(data, "train")
+    bank = _NegativeBank(tensors, data.train_lengths, config(negatives=500))
+    for episode in (0, 3):
+        own = {row.tobytes() for row in data.train_brain[episode][data.train_paired[episode]]}
+        drawn = bank.sample(np.array([episode])).numpy()
+        assert drawn.shape == (500, data.latent_dim)
+        assert not any(row.tobytes() in own for row in drawn)  # none from the episode in the batch
+        others = {row.tobytes() for r in range(len(data.train_lengths)) if r != episode
+                  for row in data.train_brain[r][data.train_paired[r]]}
+        assert {row.tobytes() for row in drawn} <= others
+    again = _NegativeBank(tensors, data.train_lengths, config(negatives=500)).sample(np.array([0]))
+    assert torch.equal(again, _NegativeBank(tensors, data.train_lengths, config(negatives=500)).sample(np.array([0])))
+    with_negatives, without = (fit_runs([Run(data, student(data, 0), config(alpha=0.5, negatives=n))], progress=False)[0][0]
+                               for n in (16, 0))
+    assert not np.allclose(with_negatives.transfer_loss, without.transfer_loss)
+    with pytest.raises(TrainingError, match="negatives apply to the contrastive"):
+        config(transfer="latent", negatives=4)
+    with pytest.raises(TrainingError, match="whole number"):
+        config(negatives=-1)

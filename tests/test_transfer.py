@@ -30,6 +30,22 @@ def test_cosine_infonce_matches_hand_computed_values():
     assert transfer_loss("contrastive-cosine", BRAIN, MODEL, temperature=1.0, reduction="mean").item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_infonce_with_negatives_matches_hand_computed_values():
+    # anchors: the model rows e1, e2; candidates: brain rows e1, e2 and the negative e1 (tau = 1)
+    brain, negatives = torch.eye(2), torch.tensor([[1.0, 0.0]])
+    expected = (-math.log(math.e / (2 * math.e + 1)) - math.log(math.e / (math.e + 2))) / 2
+    loss = contrastive_loss(brain, torch.eye(2), temperature=1.0, negatives=negatives)
+    assert float(loss) == pytest.approx(expected)
+    scaled = contrastive_loss(brain, 3 * torch.eye(2), temperature=1.0, negatives=negatives, normalize=True)
+    assert float(scaled) == pytest.approx(expected)
+    assert float(transfer_loss("contrastive-cosine", brain, torch.eye(2), temperature=1.0, reduction="sum",
+                               negatives=negatives)) == pytest.approx(2 * expected)
+    with pytest.raises(TrainingError, match="negatives must be"):
+        contrastive_loss(brain, brain, negatives=torch.ones(3))
+    with pytest.raises(TrainingError, match="no negatives"):
+        transfer_loss("latent", brain, brain, temperature=1.0, reduction="mean", negatives=negatives)
+
+
 def test_infonce_is_at_chance_for_identical_rows_and_low_for_matched_rows():
     rows = torch.ones(5, 3)
     assert contrastive_loss(rows, rows).item() == pytest.approx(math.log(5), rel=1e-6)

@@ -12,7 +12,6 @@ import dataclasses
 from typing import Any, get_args
 
 from b2m_neuro.engine import TrainConfig
-from b2m_neuro.tasks import known_tasks
 from b2m_neuro.transfer import TRANSFER_LOSSES, Reduction
 
 # TrainConfig field -> (help, choices)
@@ -25,16 +24,17 @@ _CONFIG_HELP = {
     "batch_size": ("episodes per batch", None),
     "weight_decay": ("Adam weight decay (L2)", None),
     "seed": ("seed of the initial weights, dropout, episode order and control teacher", None),
+    "negatives": ("InfoNCE negatives drawn from other episodes each step; 0: the episode's own rows only", None),
 }
 # device, task, task and model options -> add_argument keywords
 _OTHER_OPTIONS = {
     "device": dict(help="auto (the default: CUDA, then MPS, then CPU), cpu, cuda, mps"),
-    "task": dict(choices=known_tasks(), help="what the student learns (default memory)"),
+    "task": dict(help="what the student learns: memory (default; the goal-switching task) or trials (any trial table)"),
     "hidden_size": dict(type=int, help="GRU hidden units (default 512)"),
     "dropout": dict(type=float, help="GRU dropout (default 0.3)"),
     "time_stride": dict(type=int, help="keep every n-th time point of each trial (default 1: all)"),
     "pair": dict(choices=("all", "unscored", "pre"),
-                 help="time points paired with the brain embedding (task option; default: the task's)"),
+                 help="trial time points paired with the brain embedding: pre (default; pre-stimulus), unscored (all but the response) or all"),
     "n_test": dict(type=int, help="simulated test sequences (task memory; default 1000)"),
     "stimulus": dict(help="stimulus variable (task trials; default stimulus)"),
     "target": dict(help="binary target variable (task trials; default correct_response)"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from b2m_neuro.cli._train_options import add_train_options, given_train_options
-from b2m_neuro.stats import CONDITIONS
+from b2m_neuro.controls import CONDITIONS
 
 
 def register(cli) -> None:
