@@ -179,7 +179,10 @@ def train(
         - ``reduction`` (``"mean"``): ``"mean"`` (alpha's scale then does not depend on sequence
           length) or ``"sum"`` (the paper's equation) over the InfoNCE anchors;
         - ``epochs`` (150), ``lr`` (1e-4), ``batch_size`` (1 episode), ``weight_decay`` (0): Adam;
-        - ``seed`` (0): fixes initial weights, dropout, episode order and the control teacher;
+        - ``seed`` (0): fixes initial weights, dropout, episode order, the control teacher and the
+          negatives;
+        - ``negatives`` (0): InfoNCE negatives drawn from other training episodes each step (see
+          :class:`~b2m_neuro.engine.TrainConfig`);
         - ``divergence_factor`` (100): stop when an epoch's mean loss exceeds this many times the
           first batch's loss.
 

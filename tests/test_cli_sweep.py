@@ -53,19 +53,19 @@ def test_report_of_a_folder_that_is_not_a_store(tmp_path, capsys):
     assert "not a sweep store" in capsys.readouterr().err
 
 
-def test_sweep_command_passes_only_the_training_options_given(derivative_root, tmp_path, monkeypatch):
-    import b2m_neuro.sweeps
-
-    calls = []
-
-    def fake_sweep(derivative, model, **options):
-        calls.append(options)
-        raise b2m_neuro.sweeps.SweepError("stop here")
-
-    monkeypatch.setattr(b2m_neuro.sweeps, "sweep", fake_sweep)
-    assert main(["sweep", derivative_root, "--alphas", "0.2", "--lr", "0.01", "--pair", "all", "--quiet"]) == 2
-    assert main(["sweep", derivative_root, "--alphas", "0.2", "--controls", "no_info", "--no-info", "blind"]) == 2
-    given, controls = calls
-    assert {key: given[key] for key in ("lr", "pair")} == {"lr": 0.01, "pair": "all"}
-    assert not {"epochs", "transfer", "temperature", "batch_size", "hidden_size", "controls", "no_info"} & set(given)
-    assert controls["controls"] == ("no_info",) and controls["no_info"] == "blind"
+def test_sweep_command_passes_only_the_training_options_given(derivative_root, tmp_path, capsys):
+    blind_session = tiny_session()
+    blind_session["embedding"][:] = 0.5
+    blind = Derivative.create(tmp_path / "b2m-blind", [blind_session], method="identity", params={},
+                              source_datasets=[], progress=False)
+    runs = tmp_path / "runs"
+    assert main(["sweep", derivative_root, "--alphas", "0.2", "--seeds", "1", "--controls", "no_info", "--no-info",
+                 str(blind.root), "--pair", "all", "--negatives", "4", "--out", str(runs), *TINY_ARGS]) == 0
+    assert "sweep: 3 runs in" in capsys.readouterr().out
+    configs = [json.loads(xr.open_dataset(path, engine="h5netcdf").attrs["b2m_run"]) for path in (runs / "runs").glob("*.nc")]
+    given = {"epochs": 2, "hidden_size": 8, "n_test": 16, "lr": 0.003, "pair": "all", "negatives": 4}
+    assert all(config["train_options"] == given for config in configs)  # nothing else: the defaults stay train()'s
+    assert {config["condition"] for config in configs} == {"b2m", "no_info"}
+    assert all(config["no_info_teacher"] != "surrogate" for config in configs)
+    trainer = json.loads(xr.open_dataset(next((runs / "runs").glob("*.nc")), engine="h5netcdf").attrs["train_config"])
+    assert (trainer["negatives"], trainer["temperature"], trainer["task_options"]["pair"]) == (4, 0.1, "all")

@@ -43,19 +43,18 @@ def test_train_command_reports_bad_input_cleanly(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
-def test_train_command_passes_only_the_options_given(tmp_path, monkeypatch):
-    import b2m_neuro.training
+def test_train_command_passes_only_the_options_given(tmp_path):
+    from b2m_neuro.engine import TrainConfig
 
-    calls = []
-
-    def fake_train(derivative, model, **options):
-        calls.append(options)
-        raise b2m_neuro.training.TrainingError("stop here")
-
-    monkeypatch.setattr(b2m_neuro.training, "train", fake_train)
-    assert main(["train", "d", "--alpha", "0.1", "--epochs", "3", "--pair", "pre", "--out", str(tmp_path / "r"),
-                 "--quiet"]) == 2
-    assert calls == [{"alpha": 0.1, "control": None, "progress": False, "epochs": 3, "pair": "pre"}]
+    derivative = memory_derivative(tmp_path / "b2m-identity", 1, 3)
+    out = tmp_path / "r"
+    assert main(["train", str(derivative.root), "--alpha", "0.1", "--epochs", "1", "--negatives", "4", "--pair", "pre",
+                 "--out", str(out), *SMALL]) == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert (config["epochs"], config["negatives"], config["task_options"]["pair"]) == (1, 4, "pre")
+    # the options not given keep TrainConfig's defaults
+    assert (config["temperature"], config["reduction"], config["batch_size"], config["seed"]) == (
+        TrainConfig.temperature, TrainConfig.reduction, TrainConfig.batch_size, TrainConfig.seed)
 
 
 def test_train_help_shows_the_train_config_defaults_and_controls(capsys):

@@ -128,14 +128,17 @@ assert not [issue for issue in issues if issue["severity"] == "error"]
 # %% [markdown]
 # ## 5. Is this teacher worth training with?
 # Cross-session consistency (CEBRA's score between datasets) and cross-validated decoding of
-# task variables from the embedding, next to chance. With 60 training steps the embedding is
+# task variables from the embedding, next to chance, with permutation p-values and bootstrap
+# intervals. `goal` is the hidden state the student must track (is the current target the first
+# candidate?), decoded per window and per time point. With 60 training steps the embedding is
 # still rough: train the reference 15,000 steps (GPU) and check this report before spending
-# GPU hours on students. The figure shows each session's mean trajectory per task condition.
+# GPU hours on students. The figure shows every variable's score against chance.
 
 # %%
 report = teacher_quality(
     derivative.datasets(),
-    variables=["stimulus", "current_target", "response"],
+    variables=["stimulus", "current_target", "response", "goal"],
+    permutations=50,
     figure="teacher_quality.png",
 )
 print(report.summary())
