@@ -2,8 +2,9 @@
 
 :func:`write_report` writes, as PNG and SVG:
 
-- ``trajectories``: the mean test metric over epochs per alpha, the no-B2M baseline (alpha 0)
-  dashed and the best L2 as a shaded mean +- s.e.m.;
+- ``trajectories``: the mean test metric over epochs per alpha, brain-guided (solid) and with the
+  no-information teacher (dotted), the no-B2M baseline (alpha 0) dashed and the best L2 as a
+  shaded mean +- s.e.m.;
 - ``auc``: the area under the test trajectory per alpha for brain-guided students against the
   no-information teacher and the shuffled control, seeds as dots, mean +- s.e.m., stars for the
   one-sided Mann-Whitney U tests (B2M greater than the no-information teacher, alpha 0 and the
@@ -241,10 +242,14 @@ def _plot_trajectories(result: xr.Dataset, table: pd.DataFrame, *, metric: str, 
             axes.plot(epochs, mean, color=_COLORS["l2"], label=f"best L2 (λ {best.strength.iloc[0]:.3g}) ± s.e.m.")
     _plot_baseline(axes, result, metric)
     alphas = _alphas(table)
-    for i, alpha in enumerate(alphas):
-        values = _used_values(result, result[metric], "b2m", alpha)
-        if len(values):
-            axes.plot(epochs, values.mean(axis=0), color=_alpha_color(i, len(alphas)), label=f"B2M alpha {alpha:.3g}")
+    for condition in ("b2m", "no_info"):
+        if condition not in result["condition"].values:
+            continue
+        for i, alpha in enumerate(alphas):
+            values = _used_values(result, result[metric], condition, alpha)
+            if len(values):
+                axes.plot(epochs, values.mean(axis=0), _LINESTYLES[condition], color=_alpha_color(i, len(alphas)),
+                          label=f"{_LABELS[condition]}, alpha {alpha:.3g}")
     _finish_epoch_axes(axes, metric.replace("_", " "))
     return figure
 

@@ -110,6 +110,7 @@ def one_seed(seed: int, args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=14, help="paired seeds (default 14)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from this one on (default 0)")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--alphas", type=float, nargs="+", default=list(DEFAULT_ALPHAS), help="B2M strengths (alpha 0 is always run)")
     parser.add_argument("--alpha", type=float, default=0.1, help="alpha of the teacher-strength dose-response")
@@ -139,8 +140,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.transfer}, pair {args.pair}, spec {args.spec}, {args.embedding} {args.latent}-d, "
           f"{args.trials} trials, {args.n_test} test sequences", flush=True)
     seeds = []
+    seed_range = range(args.first_seed, args.first_seed + args.seeds)
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        for seed, outcome in enumerate(pool.map(one_seed, range(args.seeds), [args] * args.seeds)):
+        for seed, outcome in zip(seed_range, pool.map(one_seed, seed_range, [args] * args.seeds)):
             seeds.append(outcome)
             auc = {name: _auc(curve) for name, curve in outcome["curves"].items()}
             goal = ", ".join(f"{name} {score:.2f}" for name, score in outcome["quality"].items())
