@@ -689,14 +689,14 @@ class _NegativeBank:
     def __init__(self, tensors: dict, lengths: np.ndarray, config: TrainConfig) -> None:
         import torch
 
+        if len(lengths) < 2:
+            raise TrainingError("negatives from other episodes need at least 2 training sequences", field="negatives",
+                                fix="pass negatives=0, or train on more episodes")
         paired = tensors["paired"]
         self.rows = tensors["brain"][paired]  # (N, latent), ordered by sequence
         self.sequence = torch.nonzero(paired)[:, 0].cpu()
         self.count = int(config.negatives)
         self.generator = _seeded_generator(config.seed, "cpu", stream=3)
-        if len(lengths) < 2:
-            raise TrainingError("negatives from other episodes need at least 2 training sequences", field="negatives",
-                                fix="pass negatives=0, or train on more episodes")
 
     def sample(self, batch_rows: np.ndarray):
         """``count`` rows, drawn uniformly with replacement from the sequences not in ``batch_rows``."""
