@@ -63,7 +63,7 @@ def write_report(
     result
         A :class:`~b2m_neuro.sweeps.SweepResult` or the folder of a sweep store.
     out
-        The report folder to write (replaced only with ``overwrite``).
+        The report folder to write (replaced only with ``overwrite``); missing parents are created.
     metric
         The test metric to show (higher is better).
     last
@@ -92,6 +92,7 @@ def write_report(
     if metric not in result:
         raise SweepError(f"the sweep has no variable {metric!r}", field="metric",
                          fix=f"choose one of {', '.join(v for v in result.data_vars if 'epoch' in result[v].dims)}")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     out = check_writable_target(out, overwrite=overwrite, error=SweepError)
     table = sweep_statistics(result, metric=metric, last=last, level=level)
     with atomic_path(out) as tmp:
@@ -151,14 +152,15 @@ def _summary_markdown(result: xr.Dataset, table: pd.DataFrame, *, metric: str, l
         f"over training); final: mean of the last {last} epochs.",
         "- Tests: one-sided Mann-Whitney U over seeds (this row greater): B2M against the "
         "no-information teacher at the same alpha (`no_info`, the main test), the no-B2M baseline at "
-        "alpha 0 (`baseline`), the shuffled control at the same alpha (`shuffled`) and the best L2 "
-        "(`l2`); the no-information and shuffled controls against the baseline too.",
+        "alpha 0 (`baseline`), the shuffled control at the same alpha (`shuffled`)"
+        + (" and the best L2 (`l2`)" if len(best) else "") + "; the no-information and shuffled controls "
+        "against the baseline too.",
         f"- **Main test.** Alphas where B2M beats both the no-information teacher and alpha 0 (AUC, p < {level}): "
         + (", ".join(f"{a:.4g}" for a in winners.strength) or "none"),
         "- No-information teacher against alpha 0 (AUC, one-sided p): "
         + (", ".join(f"alpha {row.strength:.4g}: p = {row.p_vs_baseline:.3g}" for row in no_info.itertuples())
            or "no no-information runs"),
-        f"- Best L2 (highest mean AUC): lambda = {best.strength.iloc[0]:.4g}" if len(best) else "- Best L2: no L2 runs",
+        *([f"- Best L2 (highest mean AUC): lambda = {best.strength.iloc[0]:.4g}"] if len(best) else []),
         "",
         "## Statistics",
         "",

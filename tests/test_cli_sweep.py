@@ -19,7 +19,7 @@ def derivative_root(tmp_path_factory):
 
 
 def test_sweep_then_report(derivative_root, tmp_path, capsys):
-    runs, report = tmp_path / "runs", tmp_path / "report"
+    runs, report = tmp_path / "runs", tmp_path / "reports" / "first"  # report --out creates its parents
     assert main(["sweep", derivative_root, "--alphas", "0.2", "--seeds", "1", "--controls", "shuffled",
                  "--out", str(runs), *TINY_ARGS]) == 0
     assert "sweep: 3 runs in" in capsys.readouterr().out
@@ -33,6 +33,7 @@ def test_sweep_then_report(derivative_root, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "# B2M sweep report" in printed and str(report) in printed
     assert {"trajectories.png", "auc.svg", "final.png", "statistics.md"} <= {p.name for p in report.iterdir()}
+    assert "L2" not in printed.split("## Statistics")[0]  # no L2 runs: the summary does not mention it
     # a second report into the same folder needs --overwrite
     assert main(["report", str(runs), "--out", str(report), "--quiet"]) == 2
     assert "already exists" in capsys.readouterr().err

@@ -90,6 +90,13 @@ def test_overwrite_rules_and_bad_input(result, report, tmp_path):
     assert (report / "statistics.md").read_text() != before
 
 
+def test_a_report_without_l2_runs_does_not_mention_l2_and_creates_its_parents(result, tmp_path):
+    report = write_report(result.sel(condition=["b2m", "no_info", "shuffled"]), tmp_path / "a" / "b" / "report",
+                          progress=False)
+    text = (report / "statistics.md").read_text()
+    assert "L2" not in text.split("## Statistics")[0] and "Main test" in text
+
+
 def test_runs_without_alignment_still_get_every_figure(result, tmp_path):
     report = write_report(result.drop_vars("alignment_cka"), tmp_path / "old", progress=False)
     assert all((report / f"{name}.{ext}").is_file() for name in FIGURES for ext in ("png", "svg"))
