@@ -109,6 +109,17 @@ def test_multi_session_cebra_round_trips_through_a_derivative(tmp_path):
                                out[1]["embedding"].values)  # fmt: skip
 
 
+def test_cebra_progress_is_one_bar_of_the_package_not_cebras_per_step_lines(capfd):
+    embed([eeg_session("01")], method="cebra", output_dimension=2, max_iterations=30, batch_size=64, device="cpu",
+          threads=1, progress=True)
+    err = capfd.readouterr().err
+    assert "training CEBRA" in err and "100%" in err and err.count("training CEBRA") == 1
+    assert "it/s" not in err and err.count("\r") < 5  # no tqdm updates (CEBRA's bar is off)
+    embed([eeg_session("01")], method="cebra", output_dimension=2, max_iterations=5, batch_size=64, device="cpu",
+          threads=1, progress=False)
+    assert capfd.readouterr().err == ""
+
+
 def test_cebra_single_session_and_eeg_frames():
     (out,) = embed([eeg_session("01")], method="cebra", output_dimension=2, max_iterations=10, batch_size=64,
                    device="cpu", threads=1, task="drive2", zscore=True, progress=False)  # fmt: skip

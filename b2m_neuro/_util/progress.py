@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -17,3 +18,22 @@ def track(items: Iterable[T], *, description: str, total: int | None = None, pro
     from rich.progress import track as rich_track
 
     yield from rich_track(items, description=description, total=total, console=Console(stderr=True))
+
+
+@contextlib.contextmanager
+def progress_bar(*, description: str, total: int, progress: bool = True) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr moved by the function it yields (``update(done)``: steps done so
+    far), for work that reports its own progress through a callback; a no-op when ``progress`` is False.
+
+    Outside a terminal rich draws the bar once, when it stops, instead of one update per line.
+    """
+    if not progress:
+        yield lambda done: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True)) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done: bar.update(task, completed=done)
+        bar.update(task, completed=total)

@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
+from b2m_neuro._util.progress import progress_bar
 from b2m_neuro.errors import EmbeddingError
 
 __all__ = ["embed", "METHODS", "INPUT_DIMS"]
@@ -84,7 +85,7 @@ min_temperature, distance, conditional
     seed
         Seeds the numpy and torch global generators (CEBRA samples from both) and PCA.
     progress
-        Show CEBRA's training progress bar.
+        Show a progress bar over CEBRA's training steps (the package's bar; CEBRA's own is off).
 
     Returns
     -------
@@ -264,11 +265,13 @@ def _cebra(
     device = {"auto": "cuda_if_available"}.get(params["device"], params["device"])
     np.random.seed(params["seed"])
     torch.manual_seed(params["seed"])
-    model = cebra.CEBRA(**options, device=device, verbose=progress)
+    model = cebra.CEBRA(**options, device=device, verbose=False)  # its own tqdm bar floods logs: ours instead
     multi = len(matrices) > 1
-    with threadpool_limits(threads):  # after the imports: only loaded libraries are limited
+    steps = int(params["max_iterations"])
+    with threadpool_limits(threads), progress_bar(description="training CEBRA", total=steps, progress=progress) as update:
         try:
-            model.fit(matrices if multi else matrices[0], labels if multi else labels[0])
+            model.fit(matrices if multi else matrices[0], labels if multi else labels[0],
+                      callback=lambda done, solver: update(done), callback_frequency=max(1, steps // 100))
         except (ValueError, RuntimeError, TypeError) as error:
             raise EmbeddingError(
                 f"CEBRA could not be trained ({error})",
