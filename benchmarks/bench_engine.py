@@ -6,7 +6,7 @@ one scored response per trial, every trial point paired with a 7-dimensional bra
 ``--test`` test sequences evaluated after each epoch), with batch size 1, dropout 0.3 and the
 contrastive transfer loss at alpha 0.05.
 
-- baseline: the single-run loop as ``training.fit`` ran it before the engine (``nn.GRU`` with
+- baseline: the single-run loop the package ran before the engine existed (``nn.GRU`` with
   autograd, ``torch.optim.Adam``), one run after another, measured in this process;
 - engine: :func:`b2m_neuro.engine.fit_runs` on R runs at once (automatic group size, backend
   "auto"), for R = 1, 4, 16, 64 (``--quick``: 1, 4, 16).
