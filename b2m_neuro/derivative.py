@@ -629,6 +629,11 @@ def _read_description(root: Path) -> dict[str, Any]:
         raise DerivativeError(f"the file is not valid JSON ({error})", file=path, field="file", fix=RECREATE) from error
     if not isinstance(description, dict):
         raise DerivativeError("the file does not hold a JSON object", file=path, field="file", fix=RECREATE)
+    for key, kind in {"Name": str, "BIDSVersion": str, "GeneratedBy": list, "SourceDatasets": list}.items():
+        if not isinstance(description.get(key), kind):
+            raise DerivativeError(
+                f"the field '{key}' is missing or not a {kind.__name__}", file=path, field=key, fix=RECREATE
+            )
     if description.get("DatasetType") != "derivative":
         raise DerivativeError(
             f"DatasetType is {description.get('DatasetType')!r}, not 'derivative'",
@@ -659,15 +664,26 @@ def _read_description(root: Path) -> dict[str, Any]:
             f"unknown kind {manifest['Kind']!r}", file=path, field=f"{MANIFEST_KEY}.Kind", fix=RECREATE
         )
     for index, entry in enumerate(manifest["Sessions"]):
-        missing = [key for key in ("key", "File", "Sidecar", "Shape") if key not in entry]
-        if missing or entry["File"] not in manifest["Files"]:
+        problem = _session_entry_problem(entry, manifest["Files"])
+        if problem:
             raise DerivativeError(
-                f"session entry {index} is incomplete (missing {missing or ['its file hash']})",
-                file=path,
-                field=f"{MANIFEST_KEY}.Sessions[{index}]",
-                fix=RECREATE,
+                f"session entry {index} {problem}", file=path, field=f"{MANIFEST_KEY}.Sessions[{index}]", fix=RECREATE
             )
     return description
+
+
+def _session_entry_problem(entry: Any, files: dict[str, Any]) -> str | None:
+    """What is wrong with one manifest session entry, or None."""
+    if not isinstance(entry, dict):
+        return "is not a JSON object"
+    missing = [key for key in ("key", "File", "Sidecar", "Shape") if key not in entry]
+    if missing:
+        return f"is incomplete (missing {missing})"
+    if entry["File"] not in files:
+        return "names a file that has no hash in the manifest's Files"
+    if not isinstance(entry["Shape"], dict):
+        return "has a Shape that is not a JSON object"
+    return None
 
 
 def _check_files(root: Path, manifest: dict[str, Any]) -> None:

@@ -156,6 +156,21 @@ def test_window_outside_the_recording_and_missing_recording(data_dir, tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("text", "field", "message"),
+    [("{ not json", "file", "not valid JSON"), ("[1, 2]", "file", "does not hold a JSON object"),
+     ('{"BIDSVersion": "1.7.0"}', "Name", "'Name' is missing"), ('{"Name": "x", "BIDSVersion": 1.7}', "BIDSVersion", "not a text")],
+)
+def test_malformed_dataset_description_raises(data_dir, tmp_path, text, field, message):
+    root = tmp_path / "tiny"
+    shutil.copytree(data_dir / "tiny_bids", root)
+    (root / "dataset_description.json").write_text(text)
+    with pytest.raises(AdapterError, match=message) as error:
+        load_eeg(root, subject="01", session="eeg", task="rest", spec=EEGSpec(event_type=None))
+    assert error.value.file == str(root / "dataset_description.json") and error.value.field == field
+    assert '"Name" and "BIDSVersion"' in error.value.fix
+
+
+@pytest.mark.parametrize(
     ("options", "field"),
     [({"window": (0.1, 0.0)}, "spec.window"), ({"feature": "median"}, "spec.feature"),
      ({"reference": "mastoids"}, "spec.reference"), ({"l_freq": 40.0, "h_freq": 1.0}, "spec.h_freq")],

@@ -280,11 +280,13 @@ def test_missing_table_and_columns_are_named(session):
     for spec, field in (
         (PAPER.replace(align="cue_onset"), "trials.cue_onset"),
         (PAPER.replace(post=ReactionTimeWindow(column="rt")), "trials.rt"),
-        (PAPER.replace(task_columns=("stimulus", "block")), "trials.block"),
     ):
         with pytest.raises(AdapterError, match="has no column") as info:
             load_spikes(path, spec, progress=False)
         assert info.value.field == field and info.value.file == str(path)
+    with pytest.raises(AdapterError, match=r"lacks the task columns \['block', 'trial_type'\]") as info:
+        load_spikes(path, PAPER.replace(task_columns=("stimulus", "block", "trial_type")), progress=False)
+    assert info.value.field == "task_columns" and "task_columns = []" in info.value.fix
     with pytest.raises(AdapterError, match="clashes"):
         load_spikes(path, PAPER.replace(task_columns=("unit",)), progress=False)
 

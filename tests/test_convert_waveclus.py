@@ -200,3 +200,37 @@ def test_sampling_rate_missing_or_conflicting(sorting, tmp_path):
     assert caught.value.field == "sampling_rate"
     path = convert(sorting, tmp_path / "out.nwb", sampling_rate=30_000.0)  # an explicit rate settles it
     assert path.exists()
+
+
+def corrupt(path, how):
+    """Damage a times file the ways a disk or a copy does: empty, cut short, scrambled."""
+    data = path.read_bytes()
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "header only":
+        path.write_bytes(data[:100])
+    elif how == "scrambled":
+        path.write_bytes(data[:140] + bytes(255 - b for b in data[140:200]) + data[200:])
+    else:  # "truncated": half the file
+        path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize(("channel", "how"), [("CSC10", "empty"), ("CSC10", "header only"), ("CSC10", "scrambled"),
+                                              ("CSC2", "truncated")])  # fmt: skip
+def test_corrupt_times_file_is_a_conversion_error_and_writes_nothing(sorting, tmp_path, capsys, channel, how):
+    from b2m_neuro.cli import main
+
+    path = corrupt(sorting / f"times_{channel}.mat", how)  # CSC10 is MATLAB v5, CSC2 v7.3 (HDF5)
+    with pytest.raises(ConversionError, match="cannot read this MATLAB file") as caught:
+        read_times_file(path)
+    assert caught.value.file == str(path) and caught.value.field == "source" and "copy it again" in caught.value.fix
+    target = tmp_path / "out.nwb"
+    with pytest.raises(ConversionError, match="cannot read this MATLAB file"):
+        convert(sorting, target)
+    code = main(["convert", "spikes", str(sorting), "--events", str(tmp_path / "events.tsv"), "--areas",
+                 str(tmp_path / "channels.tsv"), "--out", str(target), "--subject-id", "P07", "--session-id", "2",
+                 "--session-start", START.isoformat(), "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and str(path) in err and "Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == ["channels.tsv", "events.tsv", "sorting"]  # no half-written NWB

@@ -169,6 +169,25 @@ def test_open_refuses_bad_description(written):
         Derivative.open(written.root)
 
 
+@pytest.mark.parametrize(
+    ("damage", "field", "message"),
+    [(lambda d: d.pop("Name"), "Name", "'Name' is missing or not a str"),
+     (lambda d: d.update(BIDSVersion=1.9), "BIDSVersion", "'BIDSVersion' is missing"),
+     (lambda d: d.update(GeneratedBy="b2m_neuro"), "GeneratedBy", "not a list"),
+     (lambda d: d.update(SourceDatasets={"URL": "x"}), "SourceDatasets", "not a list"),
+     (lambda d: d["B2MNeuro"]["Sessions"].__setitem__(1, 5), "B2MNeuro.Sessions[1]", "is not a JSON object"),
+     (lambda d: d["B2MNeuro"]["Sessions"][0].update(Shape="12 x 5"), "B2MNeuro.Sessions[0]", "Shape that is not")],
+)
+def test_open_refuses_malformed_description_fields(written, damage, field, message):
+    description_path = written.root / "dataset_description.json"
+    description = json.loads(description_path.read_text())
+    damage(description)
+    description_path.write_text(json.dumps(description))
+    with pytest.raises(DerivativeError, match=message) as info:
+        Derivative.open(written.root)
+    assert info.value.field == field and info.value.file == str(description_path) and "b2m-neuro embed" in info.value.fix
+
+
 def test_open_refuses_stray_embedding_and_missing_folder(written, tmp_path):
     stray = written.root / "sub-P02" / "sub-P02_task-other_desc-cebra_embedding.nc"
     stray.write_bytes(written.path(written.session_keys[1]).read_bytes())

@@ -222,9 +222,7 @@ def load_eeg(
 def _find_recording(root: Path, *, subject: str, session: str | None, task: str, run: int | None):
     import mne_bids
 
-    if not (root / "dataset_description.json").is_file():
-        raise AdapterError("this is not a BIDS dataset (no dataset_description.json)", file=root, field="bids_root",
-                           fix="point bids_root at the folder that holds dataset_description.json")
+    _check_dataset_description(root)
     bids_path = mne_bids.BIDSPath(root=root, subject=subject, session=session, task=task, run=run, datatype="eeg", suffix="eeg")
     matches = [p for p in bids_path.match() if p.extension in (".vhdr", ".edf", ".bdf", ".set", ".fif")]
     if not matches:
@@ -235,6 +233,24 @@ def _find_recording(root: Path, *, subject: str, session: str | None, task: str,
             fix="check the entities against the sub-*/[ses-*/]eeg/ file names",
         )
     return matches[0]
+
+
+def _check_dataset_description(root: Path) -> None:
+    """Refuse a folder without a readable ``dataset_description.json`` holding BIDS's required fields."""
+    path = root / "dataset_description.json"
+    if not path.is_file():
+        raise AdapterError("this is not a BIDS dataset (no dataset_description.json)", file=root, field="bids_root",
+                           fix="point bids_root at the folder that holds dataset_description.json")
+    fix = 'write it as a JSON object with at least "Name" and "BIDSVersion" (e.g. "1.9.0")'
+    try:
+        description = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AdapterError(f"the file is not valid JSON ({error})", file=path, field="file", fix=fix) from None
+    if not isinstance(description, dict):
+        raise AdapterError("the file does not hold a JSON object", file=path, field="file", fix=fix)
+    for key in ("Name", "BIDSVersion"):
+        if not isinstance(description.get(key), str) or not description[key].strip():
+            raise AdapterError(f"the required field {key!r} is missing or not a text", file=path, field=key, fix=fix)
 
 
 def _read_bids_raw(bids_path) -> mne.io.BaseRaw:

@@ -176,6 +176,7 @@ def spike_rates(
     time_scale: float = 1.0,
     chunk_bytes: int = _DEFAULT_CHUNK_BYTES,
     progress: bool = False,
+    source: str = "spike data",
 ) -> np.ndarray:
     """Filtered firing rates ``(trial, time, unit)`` float32 (Hz) of the chosen units.
 
@@ -201,6 +202,14 @@ def spike_rates(
         Working memory per chunk of units (besides the output).
     progress
         Show a progress bar over chunks.
+    source
+        The file the spikes come from, named in the warning about NaN or infinite spike times
+        (which fall in no bin and are dropped).
+
+    Warns
+    -----
+    UserWarning
+        If some chosen units have NaN or infinite spike times, naming the units' rows.
     """
     spike_index = np.asarray(spike_index, dtype=np.int64)
     starts = np.concatenate([[0], spike_index[:-1]])
@@ -210,6 +219,7 @@ def spike_rates(
     size = max(1, chunk_bytes // per_unit)
     chunks = [units[lo : lo + size] for lo in range(0, len(units), size)]
     done = 0
+    non_finite = np.zeros(len(units), dtype=np.int64)
     for chunk in track(chunks, description="binning spikes", total=len(chunks), progress=progress):
         first, last = chunk[0], chunk[-1]
         spikes = np.asarray(spike_data[starts[first] : spike_index[last]], dtype=np.float64)
@@ -220,10 +230,26 @@ def spike_rates(
         labels = np.repeat(label_of_unit, spike_index[first : last + 1] - starts[first : last + 1])
         if len(chunk) < last - first + 1:  # drop the spikes of units between chosen ones
             spikes, labels = spikes[labels >= 0], labels[labels >= 0]
+        non_finite[done : done + len(chunk)] = np.bincount(labels[~np.isfinite(spikes)], minlength=len(chunk))
         rates = chunk_rates(spikes, labels, len(chunk), bins)
         causal_filter(rates.reshape(-1, bins.n_time), kernel, out=out[done : done + len(chunk)].reshape(-1, bins.n_time))
         done += len(chunk)
+    _warn_non_finite(non_finite, units, source)
     return out.transpose(1, 2, 0)
+
+
+def _warn_non_finite(counts: np.ndarray, units: np.ndarray, source: str) -> None:
+    """Warn about dropped NaN or infinite spike times, ``counts`` per chosen unit."""
+    bad = np.flatnonzero(counts)
+    if len(bad) == 0:
+        return
+    shown = ", ".join(f"units[{units[i]}] ({counts[i]})" for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
+    warnings.warn(
+        f"{source}: units.spike_times: {int(counts.sum())} NaN or infinite spike times are dropped: {shown}. "
+        "Fix: check the spike sorting export of these units",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 # ===================================================================== NWB front end
@@ -262,9 +288,15 @@ def load_spikes(
     Raises
     ------
     AdapterError
-        If the file is missing or not NWB, has no units, lacks the spec's table or columns, has
-        invalid reaction or alignment times, spike times that look like milliseconds, or no unit
-        passes the selection.
+        If the file is missing, truncated or not NWB, has no units, lacks the spec's table or
+        columns (all missing task columns named at once, field ``task_columns``), has invalid
+        reaction or alignment times or intervals stopping before they start, spike times that look
+        like milliseconds, or no unit passes the selection.
+
+    Warns
+    -----
+    UserWarning
+        If some units have NaN or infinite spike times (dropped), naming the file and the units.
 
     Examples
     --------
@@ -295,6 +327,7 @@ def load_spikes(
             time_scale=0.001 if spec.time_unit == "ms" else 1.0,
             chunk_bytes=chunk_bytes,
             progress=progress,
+            source=str(label),
         )
         unit_ids = np.asarray(units.id.data[:])[selected]
         session = str(nwbfile.session_id or nwbfile.identifier or "")
@@ -317,20 +350,28 @@ def _opened(nwb: str | os.PathLike | Any) -> Iterator[tuple[Any, Path | None]]:
 
     if not h5py.is_hdf5(path):
         raise AdapterError("not an NWB file (not HDF5)", file=path, field="nwb", fix="pass an NWB (.nwb) file")
-    io = pynwb.NWBHDF5IO(str(path), mode="r", load_namespaces=True)
+    try:
+        io = pynwb.NWBHDF5IO(str(path), mode="r", load_namespaces=True)
+    except OSError as error:  # truncated or corrupt HDF5
+        raise _unreadable(path, error) from None
     try:
         try:
             with warnings.catch_warnings():  # files from older pynwb versions warn about deprecated fields
                 warnings.simplefilter("ignore", DeprecationWarning)
                 nwbfile = io.read()
         except Exception as error:  # any reader failure on a user's file is a bad input, not a bug
-            raise AdapterError(
-                f"cannot be read as NWB ({type(error).__name__}: {error})", file=path, field="nwb",
-                fix="check the file with nwbinspector",
-            ) from None
+            raise _unreadable(path, error) from None
         yield nwbfile, path
     finally:
         io.close()
+
+
+def _unreadable(path: Path, error: Exception) -> AdapterError:
+    return AdapterError(
+        f"cannot be read as NWB ({type(error).__name__}: {error})", file=path, field="nwb",
+        fix="if it is truncated or corrupt (an interrupted download), download or copy it again; "
+        "otherwise check it with nwbinspector",
+    )
 
 
 def _intervals_table(nwbfile: Any, name: str, file: Any) -> Any:
@@ -366,10 +407,27 @@ class _TrialColumns:
                     f"task column {name!r} clashes with an output coordinate", file=file, field="task_columns",
                     fix=f"task columns cannot be named {', '.join(_RESERVED_COORDS)}",
                 )
+        missing = [name for name in spec.task_columns if name not in table.colnames]
+        if missing:
+            raise AdapterError(
+                f"the {spec.intervals} table lacks the task columns {missing}; its columns are: "
+                f"{', '.join(table.colnames)}",
+                file=file,
+                field="task_columns",
+                fix="list only columns the table has in the spec's task_columns (task_columns = [] keeps none)",
+            )
         self.align = self._times(spec.align, positive=False)
         self.reaction_times = None if spec.post.kind == "fixed" else self._times(spec.post.column, positive=True)
         self.task = {name: self._column(name) for name in spec.task_columns}
         start, stop = self._times("start_time", positive=False), self._times("stop_time", positive=False)
+        backwards = stop < start
+        if backwards.any():
+            raise AdapterError(
+                f"{backwards.sum()} interval(s) stop before they start ({_rows(self.ids[backwards])})",
+                file=file,
+                field=f"{spec.intervals}.stop_time",
+                fix="correct or drop those rows: each stop_time must be at or after its start_time",
+            )
         self.span = float(np.max(stop) - np.min(start))
 
     def _column(self, name: str) -> np.ndarray:
@@ -389,9 +447,7 @@ class _TrialColumns:
                 file=self.file, field=f"{self.table_name}.{name}",
             )
         values = np.asarray(column.data[:])
-        if values.dtype.kind in "SO":
-            values = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values])
-        return values
+        return _text(values) if values.dtype.kind in "SO" else values
 
     def _times(self, name: str, *, positive: bool) -> np.ndarray:
         values = self._column(name)
@@ -403,11 +459,9 @@ class _TrialColumns:
         values = values.astype(np.float64)
         bad = ~np.isfinite(values) | ((values <= 0) if positive else False)
         if bad.any():
-            rows = self.ids[bad]
-            shown = ", ".join(str(r) for r in rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
             problem = "missing, NaN or <= 0" if positive else "missing or NaN"
             raise AdapterError(
-                f"{len(rows)} trial(s) have {problem} values in column {name!r} (rows {shown})",
+                f"{bad.sum()} trial(s) have {problem} values in column {name!r} ({_rows(self.ids[bad])})",
                 file=self.file,
                 field=f"{self.table_name}.{name}",
                 fix="drop those trials from the table, or use a fixed post window",
@@ -434,7 +488,7 @@ def _check_time_unit(spike_data: Any, spike_index: np.ndarray, span: float, spec
     last = spike_index[spike_index > np.concatenate([[0], spike_index[:-1]])] - 1
     if len(last) == 0:
         return
-    latest = float(np.max(spike_data[last.tolist()]))
+    latest = float(np.fmax.reduce(np.asarray(spike_data[last.tolist()], dtype=np.float64)))  # NaNs left out
     if latest > _MAX_PLAUSIBLE_SECONDS or (span > 0 and latest > _MAX_RATIO_TO_INTERVALS * span):
         raise AdapterError(
             f"spike times run to {latest:.6g} s while the {spec.intervals} table spans {span:.6g} s: "
@@ -445,18 +499,74 @@ def _check_time_unit(spike_data: Any, spike_index: np.ndarray, span: float, spec
         )
 
 
+def _rows(ids: np.ndarray) -> str:
+    """``"rows 3, 17"``: the first ten row ids, and how many more."""
+    more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
+    return "rows " + ", ".join(str(r) for r in ids[:10]) + more
+
+
+def _text(values: Any) -> np.ndarray:
+    """Text values as a str array, whether the file stores them as bytes or str."""
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=str)
+
+
 def _unit_areas(units: Any, column: str) -> np.ndarray:
-    """Brain area per unit: the spec's column, else ``location``, else the first electrode's location."""
-    for name in (column, "location"):
+    """Brain area per unit: the first known of the spec's column, ``location``, the electrode's
+    ``location`` and its electrode group's ``location`` (a unit's first electrode), else "unknown".
+    """
+    areas = np.full(len(units.id.data[:]), "", dtype=object)
+    for candidate in _area_candidates(units, column):
+        unknown = _is_unknown(areas)
+        if not unknown.any():
+            break
+        areas[unknown] = candidate[unknown]
+    areas[_is_unknown(areas)] = "unknown"
+    return areas.astype(str)
+
+
+def _is_unknown(areas: np.ndarray) -> np.ndarray:
+    return np.isin(np.char.lower(areas.astype(str)), ("", "unknown"))
+
+
+def _area_candidates(units: Any, column: str) -> Iterator[np.ndarray]:
+    """Area per unit from each source in turn ("" where a source says nothing)."""
+    for name in dict.fromkeys((column, "location")):
         if name in units.colnames:
-            values = [v.decode() if isinstance(v, bytes) else str(v) for v in units[name].data[:]]
-            return np.array([v or "unknown" for v in values])
-    if "electrodes" in units.colnames:
-        index = np.asarray(units.electrodes_index.data[:], dtype=np.int64)
-        first = np.asarray(units.electrodes.data[:])[np.concatenate([[0], index[:-1]])]
-        locations = np.asarray(units.electrodes.table["location"].data[:])[first]
-        return np.array([(v.decode() if isinstance(v, bytes) else str(v)) or "unknown" for v in locations])
-    return np.full(len(units.id.data[:]), "unknown")
+            yield _text(units[name].data[:]).astype(object)
+    if "electrodes" not in units.colnames:
+        return
+    first, electrodes = _first_electrodes(units["electrodes"])
+    has = first >= 0
+    if "location" in electrodes.colnames:
+        yield _pick(_text(electrodes["location"].data[:]), first, has)
+    if "group" in electrodes.colnames:
+        groups = electrodes["group"].data[:]
+        yield _pick(_text([getattr(group, "location", "") or "" for group in groups]), first, has)
+
+
+def _pick(values: np.ndarray, rows: np.ndarray, has: np.ndarray) -> np.ndarray:
+    picked = np.full(len(rows), "", dtype=object)
+    picked[has] = values[rows[has]]
+    return picked
+
+
+def _first_electrodes(column: Any) -> tuple[np.ndarray, Any]:
+    """Row of each unit's first electrode in the electrodes table (-1 for none), and that table.
+
+    The units table's ``electrodes`` column is ragged (a ``VectorIndex`` over a region) when units
+    may have several electrodes, and a plain ``DynamicTableRegion`` (one electrode per unit, no
+    ``electrodes_index``) otherwise; the NWB schema allows both.
+    """
+    from hdmf.common import VectorIndex
+
+    if not isinstance(column, VectorIndex):
+        return np.asarray(column.data[:], dtype=np.int64), column.table
+    ends = np.asarray(column.data[:], dtype=np.int64)
+    starts = np.concatenate([[0], ends[:-1]])
+    region = np.asarray(column.target.data[:], dtype=np.int64)
+    first = np.full(len(ends), -1, dtype=np.int64)
+    first[ends > starts] = region[starts[ends > starts]]
+    return first, column.target.table
 
 
 def _select_units(spike_index: np.ndarray, areas: np.ndarray, span: float, spec: TeacherSpec, file: Any) -> np.ndarray:

@@ -200,21 +200,21 @@ def read_times_file(path: PathLike) -> tuple[np.ndarray, float | None]:
     import h5py
 
     path = Path(path)
-    if h5py.is_hdf5(path):
-        cluster_class, rate = _read_v73(path)
-    else:
-        cluster_class, rate = _read_v5(path)
+    try:
+        cluster_class, rate = _read_v73(path) if h5py.is_hdf5(path) else _read_v5(path)
+    except Exception as error:  # any reader failure on a user's file (truncated, corrupt) is a bad input
+        raise ConversionError(
+            f"cannot read this MATLAB file ({type(error).__name__}: {error})", file=path, field="source",
+            fix="if it is truncated or corrupt, copy it again from the sorting output; "
+            "give the times_<channel>.mat files exactly as WaveClus wrote them",
+        ) from None
     return _check_cluster_class(cluster_class, path), rate
 
 
 def _read_v5(path: Path) -> tuple[np.ndarray | None, float | None]:
     import scipy.io
 
-    try:
-        contents = scipy.io.loadmat(path, variable_names=["cluster_class", "par"], simplify_cells=True)
-    except (ValueError, TypeError, OSError, NotImplementedError) as error:
-        raise ConversionError(f"cannot read this MATLAB file ({error})", file=path, field="source",
-                              fix="give the times_<channel>.mat files exactly as WaveClus wrote them") from None
+    contents = scipy.io.loadmat(path, variable_names=["cluster_class", "par"], simplify_cells=True)
     par = contents.get("par")
     rate = par.get("sr") if isinstance(par, dict) else None
     return contents.get("cluster_class"), _scalar(rate)
