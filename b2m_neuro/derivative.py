@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from b2m_neuro._util.files import atomic_path, sha256
+from b2m_neuro._util.files import atomic_path, read_json_object, sha256
 from b2m_neuro._util.progress import track
 from b2m_neuro._version import __version__
 from b2m_neuro.bids_templates import read_template
@@ -623,12 +623,7 @@ def _read_description(root: Path) -> dict[str, Any]:
             field="file",
             fix=RECREATE,
         )
-    try:
-        description = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DerivativeError(f"the file is not valid JSON ({error})", file=path, field="file", fix=RECREATE) from error
-    if not isinstance(description, dict):
-        raise DerivativeError("the file does not hold a JSON object", file=path, field="file", fix=RECREATE)
+    description = read_json_object(path, error=DerivativeError, fix=RECREATE)
     for key, kind in {"Name": str, "BIDSVersion": str, "GeneratedBy": list, "SourceDatasets": list}.items():
         if not isinstance(description.get(key), kind):
             raise DerivativeError(

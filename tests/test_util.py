@@ -2,8 +2,8 @@ import hashlib
 
 import pytest
 
-from b2m_neuro._util.files import atomic_path, check_writable_target, sha256
-from b2m_neuro.errors import B2MError
+from b2m_neuro._util.files import atomic_path, check_writable_target, read_json_object, sha256
+from b2m_neuro.errors import B2MError, DerivativeError
 
 
 def test_sha256_matches_hashlib(tmp_path):
@@ -40,3 +40,14 @@ def test_check_writable_target(tmp_path):
     with pytest.raises(B2MError, match="overwrite=True"):
         check_writable_target(existing, overwrite=False)
     assert check_writable_target(existing, overwrite=True) == existing
+
+
+def test_read_json_object_names_the_file_for_text_that_is_not_a_json_object(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text('\ufeff{"Name": "x"}', encoding="utf-8")  # a byte-order mark is accepted
+    assert read_json_object(good, error=DerivativeError, fix="rewrite it") == {"Name": "x"}
+    for name, text, message in (("broken.json", "{", "not valid JSON"), ("list.json", "[1]", "not hold a JSON object")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(DerivativeError, match=message) as error:
+            read_json_object(tmp_path / name, error=DerivativeError, fix="rewrite it")
+        assert name in str(error.value) and "rewrite it" in str(error.value)

@@ -1,9 +1,10 @@
-"""Atomic writes and content hashes."""
+"""Atomic writes, content hashes and JSON sidecars."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -20,6 +21,18 @@ def sha256(path: str | os.PathLike, *, chunk_size: int = 1 << 20) -> str:
         for block in iter(lambda: handle.read(chunk_size), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_json_object(path: Path, *, error: type[B2MError], fix: str) -> dict:
+    """The JSON object in ``path`` (UTF-8, with or without a byte-order mark); ``error`` naming the
+    file and ``fix`` when it is not valid JSON or not an object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as problem:
+        raise error(f"the file is not valid JSON ({problem})", file=path, field="file", fix=fix) from None
+    if not isinstance(value, dict):
+        raise error("the file does not hold a JSON object", file=path, field="file", fix=fix)
+    return value
 
 
 def check_writable_target(path: str | os.PathLike, *, overwrite: bool, error: type[B2MError] = B2MError) -> Path:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from b2m_neuro._util.files import sha256
+from b2m_neuro._util.files import read_json_object, sha256
 from b2m_neuro.errors import AdapterError
 
 if TYPE_CHECKING:
@@ -242,12 +242,7 @@ def _check_dataset_description(root: Path) -> None:
         raise AdapterError("this is not a BIDS dataset (no dataset_description.json)", file=root, field="bids_root",
                            fix="point bids_root at the folder that holds dataset_description.json")
     fix = 'write it as a JSON object with at least "Name" and "BIDSVersion" (e.g. "1.9.0")'
-    try:
-        description = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise AdapterError(f"the file is not valid JSON ({error})", file=path, field="file", fix=fix) from None
-    if not isinstance(description, dict):
-        raise AdapterError("the file does not hold a JSON object", file=path, field="file", fix=fix)
+    description = read_json_object(path, error=AdapterError, fix=fix)
     for key in ("Name", "BIDSVersion"):
         if not isinstance(description.get(key), str) or not description[key].strip():
             raise AdapterError(f"the required field {key!r} is missing or not a text", file=path, field=key, fix=fix)
