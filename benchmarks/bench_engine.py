@@ -69,19 +69,21 @@ def memory_like_data(*, episodes: int, points: int, n_test: int, seed: int = 0) 
                     test_scored=test["scored"], test_lengths=test["lengths"], stimuli=[0, 1, 2])
 
 
-def student(hidden: int, seed: int) -> AlignedModel:
+def student(hidden: int, seed: int, device: str = "cpu") -> AlignedModel:
     torch.manual_seed(seed)
-    return AlignedModel(get_model("gru", n_inputs=N_INPUTS, latent_dim=LATENT, hidden_size=hidden), "embedding")
+    return AlignedModel(get_model("gru", n_inputs=N_INPUTS, latent_dim=LATENT, hidden_size=hidden), "embedding").to(device)
 
 
 def config(seed: int) -> TrainConfig:
     return TrainConfig(alpha=0.05, epochs=1, lr=1e-4, seed=seed)
 
 
-def baseline_epoch(data: TaskData, model: AlignedModel, cfg: TrainConfig) -> None:
-    """One epoch of the pre-engine single-run loop: nn.GRU + autograd + torch.optim.Adam, then evaluation."""
+def baseline_epoch(data: TaskData, model: AlignedModel, cfg: TrainConfig, device: str = "cpu") -> None:
+    """One epoch of the pre-engine single-run loop: nn.GRU (cuDNN on CUDA) + autograd + torch.optim.Adam,
+    then evaluation, on ``device`` (where ``model`` is)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    arrays = {name: torch.as_tensor(getattr(data, f"train_{name}")) for name in ("inputs", "targets", "scored", "brain", "paired")}
+    arrays = {name: torch.as_tensor(getattr(data, f"train_{name}"), device=device)
+              for name in ("inputs", "targets", "scored", "brain", "paired")}
     model.train()
     for row in np.random.default_rng(cfg.seed).permutation(len(data.train_lengths)):
         steps = int(data.train_lengths[row])
@@ -99,9 +101,10 @@ def baseline_epoch(data: TaskData, model: AlignedModel, cfg: TrainConfig) -> Non
         for start in range(0, len(data.test_lengths), 256):
             rows = slice(start, start + 256)
             steps = int(data.test_lengths[rows].max())
-            outputs = model(torch.as_tensor(data.test_inputs[rows, :steps]))[0]
-            scored = torch.as_tensor(data.test_scored[rows, :steps])
-            float(((outputs[scored] - torch.as_tensor(data.test_targets[rows, :steps])[scored]) ** 2).sum())
+            outputs = model(torch.as_tensor(data.test_inputs[rows, :steps], device=device))[0]
+            scored = torch.as_tensor(data.test_scored[rows, :steps], device=device)
+            targets = torch.as_tensor(data.test_targets[rows, :steps], device=device)
+            float(((outputs[scored] - targets[scored]) ** 2).sum())
 
 
 def rates(work, n_runs: int) -> tuple[float, float]:

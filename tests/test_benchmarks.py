@@ -1,8 +1,10 @@
-"""The known-answer benchmark runs end to end at a tiny size and prints its table (it is run by hand at full size)."""
+"""The benchmarks run end to end at tiny sizes on the CPU (they are run by hand at full size, the GPU ones on a GPU)."""
 
 import importlib
 import re
 from pathlib import Path
+
+import pytest
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
@@ -19,3 +21,23 @@ def test_known_answer_prints_every_condition_with_its_statistics(capsys, monkeyp
         assert re.search(rf"^{re.escape(name)}\s+[01]\.\d{{3}}\s", printed, re.MULTILINE), name
     assert re.search(r"b2m 0\.1\s+0\.\d{3}\s+0\.\d{3}\s+0\.\d{4}", printed)  # AUC mean, sem, p > alpha0
     assert "teacher goal decodability" in printed and "b2m+neg > no_info+neg" in printed
+
+
+def test_gpu_check_passes_on_the_cpu(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    gpu_check = importlib.import_module("gpu_check")
+    assert gpu_check.main(["--device", "cpu", "--hidden", "16"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("PASS") == 3 and "FAIL" not in printed
+
+
+def test_gpu_benchmark_runs_at_small_size_on_the_cpu(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench_gpu = importlib.import_module("bench_gpu")
+    bench_gpu.main(["--small", "--device", "cpu", "--episodes", "3", "--baseline-runs", "1"])
+    printed = capsys.readouterr().out
+    assert re.search(r"baseline \(one nn.GRU run at a time\): [\d.]+ run-epochs/s", printed)
+    assert re.search(r"^\s+2\s+\d+\s+[\d.]+\s+[\d.]+x", printed, re.MULTILINE)  # R = 2: rate and ratio
+    assert "projected reference study (320 runs x 150 epochs)" in printed
+    # 320 runs x 150 epochs x 566.7 episodes at 1 run-epoch per second on 8 episodes
+    assert bench_gpu.projected_hours(1.0, 8) == pytest.approx(320 * 150 * (17 * 400 / 12) / 8 / 3600)
