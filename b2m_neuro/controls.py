@@ -43,7 +43,8 @@ from b2m_neuro.errors import TrainingError
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["CONDITIONS", "CONTROLS", "apply_control", "shuffle_trials", "surrogate_sessions", "phase_randomized"]
+__all__ = ["CONDITIONS", "CONTROLS", "apply_control", "check_control", "shuffle_trials", "surrogate_sessions",
+           "phase_randomized"]
 
 #: ``train(control=...)`` values besides ``None``.
 CONTROLS = ("shuffled", "surrogate")
@@ -54,16 +55,19 @@ CONTROLS = ("shuffled", "surrogate")
 CONDITIONS = ("b2m", "no_info", "shuffled", "l2")
 
 
+def check_control(control: str | None) -> None:
+    """Raise a :class:`TrainingError` unless ``control`` is ``None`` or one of :data:`CONTROLS`."""
+    if control is not None and control not in CONTROLS:
+        raise TrainingError(f"unknown control {control!r}", field="control",
+                            fix=f"pass None or one of: {', '.join(CONTROLS)}")
+
+
 def apply_control(sessions: Sequence[xr.Dataset], control: str | None, *, seed: int) -> list[xr.Dataset]:
     """The teacher a run with ``control`` trains on: the sessions themselves for ``None``."""
+    check_control(control)
     if control is None:
         return list(sessions)
-    if control == "shuffled":
-        return shuffle_trials(sessions, seed=seed)
-    if control == "surrogate":
-        return surrogate_sessions(sessions, seed=seed)
-    raise TrainingError(f"unknown control {control!r}", field="control",
-                        fix=f"pass None or one of: {', '.join(CONTROLS)}")
+    return (shuffle_trials if control == "shuffled" else surrogate_sessions)(sessions, seed=seed)
 
 
 def shuffle_trials(sessions: Sequence[xr.Dataset], *, seed: int) -> list[xr.Dataset]:

@@ -98,7 +98,7 @@ import numpy as np
 
 from b2m_neuro._util.progress import track
 from b2m_neuro.errors import TrainingError
-from b2m_neuro.transfer import TRANSFER_LOSSES, Reduction, check_alpha
+from b2m_neuro.transfer import CONTRASTIVE_LOSSES, TRANSFER_LOSSES, Reduction, check_alpha
 
 if TYPE_CHECKING:
     import torch
@@ -199,7 +199,7 @@ class TrainConfig:
         if int(self.negatives) != self.negatives or self.negatives < 0:
             raise TrainingError(f"negatives must be a whole number >= 0, got {self.negatives}", field="negatives",
                                 fix="pass 0 (the episode's own rows only) or a count such as 256")
-        if self.negatives and not self.transfer.startswith("contrastive"):
+        if self.negatives and self.transfer not in CONTRASTIVE_LOSSES:
             raise TrainingError(f"negatives apply to the contrastive transfer losses, not {self.transfer!r}",
                                 field="negatives", fix="pass negatives=0, or a contrastive transfer")
         if not self.lr > 0 or not self.temperature > 0 or self.weight_decay < 0:

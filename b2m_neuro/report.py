@@ -33,6 +33,7 @@ import xarray as xr
 
 from b2m_neuro._util.files import atomic_path, check_writable_target
 from b2m_neuro._util.progress import track
+from b2m_neuro._util.significance import significance_stars
 from b2m_neuro.errors import SweepError
 from b2m_neuro.stats import excluded_runs, final_metric, sweep_statistics, trajectory_auc
 
@@ -102,17 +103,6 @@ def write_report(
         table.to_csv(tmp / "statistics.csv", index=False)
         (tmp / "statistics.md").write_text(_summary_markdown(result, table, metric=metric, last=last, level=level))
     return out
-
-
-def significance_stars(p: float) -> str:
-    """``***`` for p < 0.001, ``**`` for p < 0.01, ``*`` for p < 0.05, else ``""`` (also for NaN).
-
-    Examples
-    --------
-    >>> [significance_stars(p) for p in (0.0004, 0.003, 0.04, 0.2, float("nan"))]
-    ['***', '**', '*', '', '']
-    """
-    return next((stars for stars, bound in (("***", 0.001), ("**", 0.01), ("*", 0.05)) if p < bound), "")
 
 
 def markdown_table(table: pd.DataFrame) -> str:

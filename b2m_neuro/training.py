@@ -28,7 +28,7 @@ import xarray as xr
 
 from b2m_neuro._util.files import atomic_path, check_writable_target
 from b2m_neuro._version import __version__
-from b2m_neuro.controls import CONTROLS, apply_control
+from b2m_neuro.controls import apply_control, check_control
 from b2m_neuro.engine import Run, TrainConfig, fit_runs
 from b2m_neuro.errors import TrainingError
 from b2m_neuro.tasks import TaskData, TrialSequenceTask, get_task
@@ -240,7 +240,7 @@ def prepare_run(derivative: Any, model: str | nn.Module = "gru", *, alpha: float
 
     config_options, task, model_options = _split_options(task, options)
     config = TrainConfig(alpha=alpha, **config_options)
-    _check_control(control)
+    check_control(control)  # before any reading
     sessions, source = _sessions(derivative)
     sessions = apply_control(sessions, control, seed=config.seed)
     data = task.prepare(sessions)
@@ -259,11 +259,6 @@ def prepare_run(derivative: Any, model: str | nn.Module = "gru", *, alpha: float
 
 
 # --- input handling ----------------------------------------------------------------------------
-
-
-def _check_control(control: str | None) -> None:
-    if control is not None and control not in CONTROLS:
-        raise TrainingError(f"unknown control {control!r}", field="control", fix=f"pass None or one of: {', '.join(CONTROLS)}")
 
 
 def _sessions(derivative: Any) -> tuple[list[xr.Dataset], str | None]:

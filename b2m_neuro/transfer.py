@@ -29,7 +29,8 @@ from b2m_neuro.errors import TrainingError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["contrastive_loss", "latent_loss", "total_loss", "transfer_loss", "check_alpha", "TRANSFER_LOSSES"]
+__all__ = ["contrastive_loss", "latent_loss", "total_loss", "transfer_loss", "check_alpha", "TRANSFER_LOSSES",
+           "CONTRASTIVE_LOSSES"]
 
 Reduction = Literal["mean", "sum"]
 
@@ -119,15 +120,16 @@ def check_alpha(alpha: float) -> None:
                             fix="pass 0 for no brain guidance, 1 for brain only, e.g. 0.012 or 0.05")
 
 
-# the names ``train(transfer=...)`` accepts
-TRANSFER_LOSSES = ("contrastive", "contrastive-cosine", "latent")
+# the names ``train(transfer=...)`` accepts; the contrastive ones take ``negatives``
+CONTRASTIVE_LOSSES = ("contrastive", "contrastive-cosine")
+TRANSFER_LOSSES = (*CONTRASTIVE_LOSSES, "latent")
 
 
 def transfer_loss(name: str, brain: torch.Tensor, model: torch.Tensor, *, temperature: float,
                   reduction: Reduction, negatives: torch.Tensor | None = None) -> torch.Tensor:
     """Dispatch to the transfer loss called ``name`` (one of :data:`TRANSFER_LOSSES`); ``negatives``
     (contrastive losses only) as in :func:`contrastive_loss`."""
-    if name in ("contrastive", "contrastive-cosine"):
+    if name in CONTRASTIVE_LOSSES:
         return contrastive_loss(brain, model, temperature=temperature, reduction=reduction,
                                 normalize=name == "contrastive-cosine", negatives=negatives)
     if name == "latent":

@@ -107,24 +107,27 @@ def baseline_epoch(data: TaskData, model: AlignedModel, cfg: TrainConfig, device
             float(((outputs[scored] - targets[scored]) ** 2).sum())
 
 
-def rates(work, n_runs: int) -> tuple[float, float]:
-    """Run-epochs per wall-clock second and per CPU second of this process."""
+def rates(work, n_runs: int, device: str = "cpu") -> tuple[float, float]:
+    """Run-epochs per wall-clock second and per CPU second of this process (CUDA work synchronized)."""
+    synchronize = torch.cuda.synchronize if str(device).startswith("cuda") else lambda: None
+    synchronize()
     wall, cpu = time.perf_counter(), time.process_time()
     work()
+    synchronize()
     return n_runs / (time.perf_counter() - wall), n_runs / (time.process_time() - cpu)
 
 
-def baseline_rate(data: TaskData, hidden: int, n_runs: int) -> tuple[float, float]:
+def baseline_rate(data: TaskData, hidden: int, n_runs: int, device: str = "cpu") -> tuple[float, float]:
     def work():
         for seed in range(n_runs):
-            baseline_epoch(data, student(hidden, seed), config(seed))
+            baseline_epoch(data, student(hidden, seed, device), config(seed), device)
 
-    return rates(work, n_runs)
+    return rates(work, n_runs, device)
 
 
-def engine_rate(data: TaskData, hidden: int, n_runs: int) -> tuple[float, float]:
-    runs = [Run(data, student(hidden, seed), config(seed)) for seed in range(n_runs)]
-    return rates(lambda: fit_runs(runs, progress=False), n_runs)
+def engine_rate(data: TaskData, hidden: int, n_runs: int, device: str = "cpu") -> tuple[float, float]:
+    runs = [Run(data, student(hidden, seed, device), config(seed)) for seed in range(n_runs)]
+    return rates(lambda: fit_runs(runs, device=device, progress=False), n_runs, device)
 
 
 def main() -> None:

@@ -21,38 +21,13 @@ The reference took 14 h on one GPU for this part.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-from bench_engine import N_INPUTS, baseline_epoch, config, memory_like_data, student
+from bench_engine import N_INPUTS, baseline_rate, engine_rate, memory_like_data
 
-from b2m_neuro.engine import Run, auto_group_size, fit_runs
+from b2m_neuro.engine import auto_group_size
 
 REFERENCE = {"runs": 220 + 100, "epochs": 150, "episodes": 17 * 400 / 12, "test": 1000}
-
-
-def measure(work, n_runs: int, device: str) -> float:
-    """Run-epochs per second of ``work`` (which trains ``n_runs`` run-epochs), synchronized on CUDA."""
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    work()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return n_runs / (time.perf_counter() - start)
-
-
-def baseline_rate(data, hidden: int, n_runs: int, device: str) -> float:
-    def work():
-        for seed in range(n_runs):
-            baseline_epoch(data, student(hidden, seed, device), config(seed), device)
-
-    return measure(work, n_runs, device)
-
-
-def engine_rate(data, hidden: int, n_runs: int, device: str) -> float:
-    runs = [Run(data, student(hidden, seed, device), config(seed)) for seed in range(n_runs)]
-    return measure(lambda: fit_runs(runs, device=device, progress=False), n_runs, device)
 
 
 def projected_hours(rate: float, episodes: int) -> float:
@@ -77,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
           f"(mean {data.train_lengths.mean():.0f} steps), {n_test} test sequences per epoch", flush=True)
     warm = memory_like_data(episodes=2, points=2, n_test=2)
     baseline_rate(warm, 8, 1, args.device), engine_rate(warm, 8, 2, args.device)  # first-call costs left out
-    baseline = baseline_rate(data, hidden, args.baseline_runs, args.device)
+    baseline = baseline_rate(data, hidden, args.baseline_runs, args.device)[0]  # wall clock
     print(f"baseline (one nn.GRU run at a time): {baseline:.3f} run-epochs/s; reference study "
           f"{projected_hours(baseline, args.episodes):.1f} h", flush=True)
     print(f"{'R':>5} {'group':>6} {'run-epochs/s':>13} {'vs baseline':>12} {'study (h)':>10}")
@@ -85,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     for n_runs in counts:
         group = auto_group_size(hidden, N_INPUTS, device=args.device, n_runs=n_runs,
                                 max_steps=int(data.train_lengths.max()))
-        rate = engine_rate(data, hidden, n_runs, args.device)
+        rate = engine_rate(data, hidden, n_runs, args.device)[0]
         best = max(best, rate)
         print(f"{n_runs:>5} {group:>6} {rate:>13.3f} {rate / baseline:>11.2f}x "
               f"{projected_hours(rate, args.episodes):>10.2f}", flush=True)

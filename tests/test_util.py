@@ -51,3 +51,14 @@ def test_read_json_object_names_the_file_for_text_that_is_not_a_json_object(tmp_
         with pytest.raises(DerivativeError, match=message) as error:
             read_json_object(tmp_path / name, error=DerivativeError, fix="rewrite it")
         assert name in str(error.value) and "rewrite it" in str(error.value)
+
+
+def test_pre_stimulus_points_are_negative_times_or_the_first_half():
+    import numpy as np
+
+    from b2m_neuro._util.time_axis import pre_stimulus
+
+    assert pre_stimulus(np.array([-1.0, -0.5, 0.0, 0.5]), 4).tolist() == [True, True, False, False]
+    assert pre_stimulus(np.arange(5), 5).tolist() == [True, True, False, False, False]  # no negative time
+    assert pre_stimulus(np.array(["a", "b"]), 2).tolist() == [True, False]  # not numeric
+    assert pre_stimulus(None, 2).tolist() == [True, False]

@@ -20,6 +20,8 @@ import pandas as pd
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
+from b2m_neuro._util.significance import significance_stars
+from b2m_neuro._util.time_axis import pre_stimulus
 from b2m_neuro.errors import EmbeddingError
 
 __all__ = ["teacher_quality", "TeacherQuality"]
@@ -254,19 +256,10 @@ def _feature_sets(ds: xr.Dataset, *, goal: bool) -> dict[str, np.ndarray]:
     chunks = np.array_split(values, min(TIME_CHUNKS, values.shape[1]), axis=1)
     sets = {"trial": np.concatenate([chunk.mean(axis=1) for chunk in chunks], axis=1)}
     if goal:
-        pre = _pre_stimulus(ds)
+        pre = pre_stimulus(ds["time"].values if "time" in ds.coords else None, ds.sizes["time"])
         sets.update({window: values[:, mask].mean(axis=1) for window, mask in (("pre", pre), ("post", ~pre))
                      if mask.any()})  # fmt: skip
     return sets
-
-
-def _pre_stimulus(ds: xr.Dataset) -> np.ndarray:
-    """Pre-stimulus time points: ``time < 0``, or the first half of the time axis when no time is negative."""
-    n_time = ds.sizes["time"]
-    time = np.asarray(ds["time"].values) if "time" in ds.coords else np.zeros(0)
-    if np.issubdtype(time.dtype, np.number) and (time < 0).any():
-        return time < 0
-    return np.arange(n_time) < n_time // 2
 
 
 def _goal_by_time(ds: xr.Dataset, labels: np.ndarray, name: str, **options: int) -> pd.DataFrame:
@@ -528,10 +521,6 @@ def _panel_variables(decoding: pd.DataFrame) -> list[str | None]:
     return variables[:3] or [None]
 
 
-def _stars(p_value: float) -> str:
-    return "**" if p_value < 0.01 else "*" if p_value < ALPHA else ""
-
-
 def _draw_scores(ax, decoding: pd.DataFrame, names: list[str]) -> None:
     """One group of bars per variable and window, one bar per session: score, 95 % CI, chance, stars."""
     groups = decoding[["variable", "window", "metric"]].drop_duplicates().reset_index(drop=True)
@@ -544,8 +533,8 @@ def _draw_scores(ax, decoding: pd.DataFrame, names: list[str]) -> None:
         ax.bar(x, score, 0.9 * width, yerr=error, color=f"C{number % 10}", label=name, error_kw={"lw": 0.8})
         ax.hlines(rows["chance"], x - width / 2, x + width / 2, colors="k", lw=1.2)
         for position, high, p_value in zip(x, rows["ci_high"], rows["p_value"]):
-            if _stars(p_value):
-                ax.text(position, high + 0.02, _stars(p_value), ha="center", fontsize=7)
+            if significance_stars(p_value):
+                ax.text(position, high + 0.02, significance_stars(p_value), ha="center", fontsize=7)
     labels = [variable + ("" if window in ("trial", "frame") else f" ({window})") + (" R²" if metric == "r2" else "")
               for variable, window, metric in groups.itertuples(index=False)]  # fmt: skip
     ax.set_xticks(np.arange(len(groups)), labels, rotation=40, ha="right", fontsize=8)
@@ -554,8 +543,8 @@ def _draw_scores(ax, decoding: pd.DataFrame, names: list[str]) -> None:
     ax.set_ylabel("balanced accuracy, or R²", fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
     ax.legend(fontsize=7, ncol=min(4, len(names)), loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    ax.set_title(f"cross-validated score (bars, 95 % CI) vs chance (black);\npermutation test * p < {ALPHA}, "
-                 "** p < 0.01", fontsize=8, loc="left")  # fmt: skip
+    ax.set_title("cross-validated score (bars, 95 % CI) vs chance (black);\npermutation test * p < 0.05, "
+                 "** p < 0.01, *** p < 0.001", fontsize=8, loc="left")  # fmt: skip
 
 
 def _draw_goal_by_time(ax, curve: pd.DataFrame, names: list[str]) -> None:

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from b2m_neuro._util.time_axis import pre_stimulus
 from b2m_neuro.errors import TrainingError
 
 #: ``pair=`` names: which trial time points enter the transfer loss (or pass a boolean mask over ``time``).
@@ -195,11 +196,7 @@ class _Layout:
     def build(cls, session: xr.Dataset, stimuli: list, stride: int, pair: str | list[bool]) -> _Layout:
         n_time = session.sizes["time"]
         time_index = np.arange(n_time - 1, -1, -stride)[::-1]
-        times = session["time"].to_numpy() if "time" in session.coords else np.zeros(0)
-        if np.issubdtype(times.dtype, np.number) and (times < 0).any():
-            on_screen = times >= 0
-        else:
-            on_screen = np.arange(n_time) >= n_time // 2
+        on_screen = ~pre_stimulus(session["time"].to_numpy() if "time" in session.coords else None, n_time)
         paired = _pairing_mask(pair, on_screen, where=_where(session))[time_index]
         if not paired.any():
             raise TrainingError(f"pair={pair!r} selects none of the {len(time_index)} time points kept per trial",
