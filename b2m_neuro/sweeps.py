@@ -308,7 +308,9 @@ def _train_group(teachers: Mapping[str, str | None], store: str, runs: list[Mapp
     from b2m_neuro.engine import fit_runs
 
     missing = [run for run in runs if not (Path(store) / _RUNS / f"{run['run_id']}.nc").exists()]
-    sessions = {name: Derivative.open(root).datasets() if missing and root else None for name, root in teachers.items()}
+    needed = {run["teacher"] for run in missing}  # the no-information teacher is read only when a run needs it
+    sessions = {name: Derivative.open(root).datasets() if root and (name == "derivative" or name in needed) and missing
+                else None for name, root in teachers.items()}
     batches = [missing] if engine == "batched" else [[run] for run in missing]
     shared: dict = {}
     for batch in track(batches, description="sweep runs", total=len(batches), progress=progress and engine != "batched"):
