@@ -21,6 +21,7 @@ __all__ = ["get_model", "known_models"]
 # brain-aligned layer in the class attribute ``align_layer``.
 _REGISTRY: dict[str, tuple[str, str]] = {
     "gru": ("b2m_neuro.models.gru", "ReferenceGRU"),
+    "vae": ("b2m_neuro.models.vae", "ReferenceVAE"),  # n_inputs: image channels
 }
 
 
@@ -41,7 +42,8 @@ def get_model(name: str, *, n_inputs: int, latent_dim: int, **options: Any) -> n
     latent_dim
         Width of the brain-aligned layer (the brain embedding's width).
     **options
-        Passed to the model class (for ``"gru"``: ``hidden_size``, ``dropout``, ``output_range``).
+        Passed to the model class (for ``"gru"``: ``hidden_size``, ``dropout``, ``output_range``;
+        for ``"vae"``: ``image_size``, ``channels``, ``hidden``, ``dropout``).
 
     Raises
     ------
