@@ -10,10 +10,27 @@ TOML layout (every key optional unless marked)::
 
     name = "paper"                       # free text, shown by ``b2m-neuro presets``
     description = "one line"
-    intervals = "trials"                 # NWB intervals table: "trials", "epochs" or any TimeIntervals
+    intervals = "trials"                 # NWB intervals table: "trials", "epochs" or any TimeIntervals;
+                                         # a list (["encoding_table", "recognition_table"]) stacks several
     align = "stimulus_onset"             # required: column holding the alignment time (s)
     time_unit = "s"                      # unit of the units table's spike times: "s" or "ms"
     task_columns = ["stimulus", "correct"]
+
+    [select]                             # optional: which trials to keep (all conditions must hold)
+    where = "stim_phase == 'recog' and response_value > 0"   # safe expression (see expressions.py)
+    keep = { stim_phase = ["learn", "recog"] }               # keep rows whose value is listed
+    drop = { accuracy = [0] }                                # drop rows whose value is listed
+
+    [derive.target]                      # optional: derived columns, computed in this order and
+                                         #   usable like the table's own (or [[derive]] name = "target")
+    map = "new_old_labels_recog"         # a code map: value -> new value
+    values = { "0" = 1, "1" = 0 }
+    default = -1                         # for values not listed (without it they are an error)
+    [derive.reaction_time]
+    sum = ["timestamps_Response"]        # the sum of columns ...
+    minus = ["timestamps_Probe"]         # ... minus these
+    [derive.episode]
+    blocks = 20                          # block number of each kept trial: 0 for the first 20, ...
 
     [pre]                                # optional: window before the event (seconds)
     start = -1.0
@@ -27,9 +44,13 @@ TOML layout (every key optional unless marked)::
 
     [filter]
     kind = "exponential"                 # "exponential", "custom" (weights = [...]) or "none"
-    decay = 0.5                          # weights exp(-decay * x) for x = 0, step, ..., stop
-    step = 0.5
+    decay = 0.5                          # in bins: weights exp(-decay * x) for x = 0, step, ..., stop,
+    step = 0.5                           #   one weight per bin whatever the bin width
     stop = 10.0
+    # time_constant = 0.05               # in seconds instead: weights exp(-t / time_constant) for
+    # duration = 0.2                     #   t = 0, bin, 2 bin, ... <= duration (fixed windows only)
+    history = 0.0                        # seconds before the first window binned and filtered too
+                                         #   (then dropped), so the filter starts with real history
     normalize = "sum"                    # "sum" (weights sum to 1: output stays in Hz) or "none"
 
     [units]
@@ -54,9 +75,36 @@ import numpy as np
 
 from b2m_neuro.errors import AdapterError
 
-__all__ = ["TeacherSpec", "FixedWindow", "ReactionTimeWindow", "FilterSpec", "UnitSelection", "list_presets"]
+__all__ = [
+    "TeacherSpec", "FixedWindow", "ReactionTimeWindow", "FilterSpec", "UnitSelection", "TrialSelection", "CodeMap",
+    "ColumnSum", "TrialBlocks", "list_presets",
+]
 
 _PRESET_FOLDER = "presets"
+# coordinates of the adapter output: no task or derived column may take these names
+RESERVED_COORDS = ("trial", "time", "phase", "unit", "brain_area", "session", "subject")
+
+
+def _table_names(names: Any) -> str | tuple[str, ...]:
+    """One table name as a str, several as a tuple (a one-element list is one name)."""
+    names = tuple(str(name) for name in names)
+    if not names or len(set(names)) < len(names):
+        raise AdapterError(f"intervals must name one or more distinct tables, not {list(names)}", field="intervals")
+    return names[0] if len(names) == 1 else names
+
+
+def _value_lists(pairs: Any, field_name: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """``{column: [values]}`` or pairs -> ``((column, (values...)), ...)``."""
+    pairs = tuple(pairs.items()) if isinstance(pairs, dict) else tuple(pairs)
+    result = []
+    for column, values in pairs:
+        values = tuple(values) if isinstance(values, (list, tuple)) else (values,)
+        if not values or any(isinstance(v, (list, dict, tuple)) for v in values):
+            raise AdapterError(f"{field_name}.{column} must be a list of values, not {values!r}",
+                               field=f"{field_name}.{column}", fix=f'write {column} = [value, ...]')  # fmt: skip
+        result.append((str(column), values))
+    return tuple(result)
+
 
 
 @dataclass(frozen=True)
@@ -114,13 +162,22 @@ class ReactionTimeWindow:
 class FilterSpec:
     """A causal smoothing filter applied along time to each trial's rate vector, per unit.
 
-    ``kind="exponential"`` uses the weights ``exp(-decay * x)`` for ``x = 0, step, ..., stop``; the
-    first weight multiplies the current bin, the next the bin before it, and so on (no bin sees the
-    future). The reference kernel of the paper, ``20 zeros followed by exp(-0.5 x)`` applied as a
-    centred ("same") convolution, is exactly this causal filter: the 20 zeros cancel the centring.
-    Bins before a trial's first bin count as zero. ``normalize="sum"`` divides the weights by their
-    sum so that the output stays a rate in Hz (a constant rate passes unchanged, once 21 bins in);
-    ``"none"`` keeps the raw weights (rates scaled by their sum, about 4.0 for the paper kernel).
+    ``kind="exponential"`` is given either in bins or in seconds. In bins (``decay``, ``step``,
+    ``stop``): the weights ``exp(-decay * x)`` for ``x = 0, step, ..., stop``, one weight per bin
+    whatever the bin width (so its length in seconds scales with the bins). In seconds
+    (``time_constant`` and ``duration``, both > 0): the weights ``exp(-t / time_constant)`` for
+    ``t = 0, w, 2w, ... <= duration`` with ``w`` the bin width, the same filter in seconds whatever
+    the bins (fixed windows with one bin width only). The first weight multiplies the current bin,
+    the next the bin before it, and so on (no bin sees the future). The reference kernel of the
+    paper, ``20 zeros followed by exp(-0.5 x)`` applied as a centred ("same") convolution, is
+    exactly the causal filter in bins: the 20 zeros cancel the centring.
+
+    Bins before a trial's first bin count as zero unless ``history`` (seconds) > 0: then that much
+    time before the first window is binned like the first window (rounded up to whole bins),
+    filtered with the rest and dropped, so the first bins carry no warm-up ramp. ``normalize="sum"``
+    divides the weights by their sum so that the output stays a rate in Hz (a constant rate passes
+    unchanged once the kernel is full); ``"none"`` keeps the raw weights (rates scaled by their sum,
+    about 4.0 for the paper kernel).
     """
 
     kind: str = "none"
@@ -129,6 +186,9 @@ class FilterSpec:
     stop: float = 10.0
     weights: tuple[float, ...] = ()
     normalize: str = "sum"
+    time_constant: float = 0.0
+    duration: float = 0.0
+    history: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
@@ -138,23 +198,166 @@ class FilterSpec:
             )
         if self.normalize not in ("sum", "none"):
             raise AdapterError(f"unknown normalization {self.normalize!r}", field="filter.normalize", fix='use "sum" or "none"')
-        if self.kind == "exponential" and not (self.step > 0 and self.stop >= 0):
+        if not self.history >= 0:
+            raise AdapterError(f"history must be >= 0 seconds, not {self.history}", field="filter.history")
+        if self.in_seconds:
+            self._check_seconds()
+        elif self.duration:
+            raise AdapterError("duration needs a time_constant", field="filter.duration",
+                               fix="give time_constant (s) with duration, or leave both out for a filter in bins")
+        if self.kind == "exponential" and not self.in_seconds and not (self.step > 0 and self.stop >= 0):
             raise AdapterError("exponential filter needs step > 0 and stop >= 0", field="filter.step")
         if self.kind == "custom" and not self.weights:
             raise AdapterError("a custom filter needs its weights", field="filter.weights", fix="give weights = [...]")
-        if self.kind != "none" and self.normalize == "sum" and math.isclose(sum(self.kernel()), 0.0, abs_tol=1e-12):
+        if self.kind == "custom" and self.normalize == "sum" and math.isclose(sum(self.weights), 0.0, abs_tol=1e-12):
             raise AdapterError("filter weights sum to zero and cannot be normalized", field="filter.normalize")
 
-    def kernel(self) -> np.ndarray:
-        """The causal weights actually applied (``[1.0]`` for no filter), float64."""
+    def _check_seconds(self) -> None:
+        if self.kind != "exponential":
+            raise AdapterError("time_constant applies to the exponential filter", field="filter.time_constant",
+                               fix='set kind = "exponential" or remove time_constant')
+        if (self.decay, self.step, self.stop) != (0.5, 0.5, 10.0):
+            raise AdapterError(
+                "the filter is given both in bins (decay, step, stop) and in seconds (time_constant)",
+                field="filter.time_constant", fix="keep one: time_constant + duration (s), or decay + step + stop (bins)",
+            )
+        if not (self.time_constant > 0 and self.duration > 0):
+            raise AdapterError(
+                f"a filter in seconds needs time_constant > 0 and duration > 0, not {self.time_constant} and {self.duration}",
+                field="filter.duration" if self.time_constant > 0 else "filter.time_constant",
+                fix="give both in seconds, e.g. time_constant = 0.05 and duration = 0.25",
+            )
+
+    @property
+    def in_seconds(self) -> bool:
+        """Whether the kernel is given in seconds (``time_constant``) rather than in bins."""
+        return self.time_constant != 0.0
+
+    def kernel(self, bin_width: float | None = None) -> np.ndarray:
+        """The causal weights actually applied (``[1.0]`` for no filter), float64.
+
+        ``bin_width`` (s) is needed, and only used, for a filter in seconds.
+        """
         if self.kind == "none":
             return np.ones(1)
-        if self.kind == "exponential":
+        if self.kind == "exponential" and self.in_seconds:
+            if bin_width is None:
+                raise AdapterError("a filter in seconds needs the bin width", field="filter.time_constant",
+                                   fix="use TeacherSpec.kernel(), which knows the bins")
+            t = bin_width * np.arange(math.floor(self.duration / bin_width + 1e-9) + 1)
+            weights = np.exp(-t / self.time_constant)
+        elif self.kind == "exponential":
             x = self.step * np.arange(round(self.stop / self.step) + 1)
             weights = np.exp(-self.decay * x)
         else:
             weights = np.asarray(self.weights, dtype=float)
         return weights / weights.sum() if self.normalize == "sum" else weights
+
+
+@dataclass(frozen=True)
+class TrialSelection:
+    """Which trials (rows of the intervals table) to keep; every given condition must hold.
+
+    ``where`` is an expression in the safe selection language of
+    :mod:`b2m_neuro.adapters.expressions` (``"stim_phase == 'recog' and response_value > 30"``);
+    ``keep`` maps a column to the values whose rows are kept, ``drop`` to the values whose rows are
+    dropped. Columns may be the table's own or derived ones (except block numbers, which count the
+    kept trials).
+    """
+
+    where: str = ""
+    keep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    drop: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        from b2m_neuro.adapters.expressions import ExpressionError, check_expression
+
+        for name in ("keep", "drop"):
+            object.__setattr__(self, name, _value_lists(getattr(self, name), f"select.{name}"))
+        if self.where:
+            try:
+                check_expression(self.where)
+            except ExpressionError as error:
+                raise AdapterError(f"select.where {self.where!r}: {error}", field="select.where",
+                                   fix="write a comparison of columns and constants, e.g. response_value > 0") from None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column the selection reads."""
+        from b2m_neuro.adapters.expressions import check_expression
+
+        named = [name for name, _ in self.keep + self.drop]
+        return tuple(dict.fromkeys([*(check_expression(self.where) if self.where else ()), *named]))
+
+    def __bool__(self) -> bool:
+        return bool(self.where or self.keep or self.drop)
+
+
+@dataclass(frozen=True)
+class CodeMap:
+    """A derived column mapping each value of ``column`` to a new value (e.g. ``{2: "old", 1: "new"}``).
+
+    Values not in ``values`` get ``default``; without a default they are an error at load time.
+    Keys are matched to the column's values as numbers for a numeric column, as text otherwise.
+    """
+
+    column: str
+    values: tuple[tuple[Any, Any], ...]
+    default: Any = None
+    kind: str = field(default="map", init=False)
+
+    def __post_init__(self) -> None:
+        pairs = tuple(self.values.items()) if isinstance(self.values, dict) else tuple(tuple(p) for p in self.values)
+        object.__setattr__(self, "values", pairs)
+        if not pairs:
+            raise AdapterError("a code map needs its values", field="values", fix='give values = { "2" = "old", "1" = "new" }')
+        outputs = [value for _, value in pairs] + ([] if self.default is None else [self.default])
+        if len({isinstance(value, str) for value in outputs}) > 1 or any(isinstance(v, (bool, list, dict)) for v in outputs):
+            raise AdapterError(f"the mapped values {outputs} must be all numbers or all text", field="values")
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.column,)
+
+
+@dataclass(frozen=True)
+class ColumnSum:
+    """A derived column: the sum of the ``plus`` columns minus the ``minus`` columns (e.g. a
+    reaction time ``timestamps_Response - timestamps_Probe``, or an alignment ``onset + delay``)."""
+
+    plus: tuple[str, ...]
+    minus: tuple[str, ...] = ()
+    kind: str = field(default="sum", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plus", tuple(str(c) for c in self.plus))
+        object.__setattr__(self, "minus", tuple(str(c) for c in self.minus))
+        if not self.plus:
+            raise AdapterError("a sum needs at least one column", field="sum", fix='give sum = ["column", ...]')
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.plus + self.minus
+
+
+@dataclass(frozen=True)
+class TrialBlocks:
+    """A derived column: the block number of each kept trial, ``position // size`` in table order
+    (episodes as blocks of ``size`` trials), counted after the trial selection."""
+
+    size: int
+    kind: str = field(default="blocks", init=False)
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.size, int) and not isinstance(self.size, bool) and self.size > 0):
+            raise AdapterError(f"blocks must be a positive integer, not {self.size!r}", field="blocks")
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return ()
+
+
+Derivation = CodeMap | ColumnSum | TrialBlocks
 
 
 @dataclass(frozen=True)
@@ -184,7 +387,17 @@ class TeacherSpec:
     pre
         Window before the event (:class:`FixedWindow`, must end at or before ``post`` starts), or None.
     intervals
-        Name of the NWB intervals table holding one row per trial (``"trials"``, ``"epochs"`` ...).
+        Name of the NWB intervals table holding one row per trial (``"trials"``, ``"epochs"`` ...),
+        or several names: their rows are stacked in the order given (e.g. a study table, then a
+        test table), the output's ``trial`` is then the position 0, 1, ... and the derived column
+        ``interval_table`` names each row's table. A column missing from some of the tables is NaN
+        (numbers) or "" (text) in their rows.
+    select
+        Which trials to keep (:class:`TrialSelection`); all by default.
+    derive
+        Derived columns, name -> :class:`CodeMap`, :class:`ColumnSum` or :class:`TrialBlocks` (a
+        dict, or ``(name, derivation)`` pairs), computed in order; usable as the alignment,
+        reaction-time, selection and task columns.
     filter
         Causal smoothing filter (:class:`FilterSpec`).
     task_columns
@@ -209,7 +422,9 @@ class TeacherSpec:
     align: str
     post: FixedWindow | ReactionTimeWindow
     pre: FixedWindow | None = None
-    intervals: str = "trials"
+    intervals: str | tuple[str, ...] = "trials"
+    select: TrialSelection = TrialSelection()
+    derive: tuple[tuple[str, Derivation], ...] = ()
     filter: FilterSpec = FilterSpec()
     task_columns: tuple[str, ...] = ()
     units: UnitSelection = UnitSelection()
@@ -219,6 +434,25 @@ class TeacherSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task_columns", tuple(str(c) for c in self.task_columns))
+        if not isinstance(self.intervals, str):
+            object.__setattr__(self, "intervals", _table_names(self.intervals))
+        derive = tuple(self.derive.items()) if isinstance(self.derive, dict) else tuple(tuple(p) for p in self.derive)
+        object.__setattr__(self, "derive", derive)
+        for name, _ in derive:
+            if name in RESERVED_COORDS:
+                raise AdapterError(f"derived column {name!r} clashes with an output coordinate", field=f"derive.{name}",
+                                   fix=f"derived columns cannot be named {', '.join(RESERVED_COORDS)}")
+        if self.filter.in_seconds and self.bin_width is None:
+            raise AdapterError(
+                "a filter in seconds needs fixed pre and post windows with one bin width",
+                field="filter.time_constant",
+                fix="use fixed windows with the same bin_width, or give the filter in bins (decay, step, stop)",
+            )
+        if self.filter.history > 0 and self.first_window.kind != "fixed":
+            raise AdapterError(
+                "history before a reaction-time window has no bin width", field="filter.history",
+                fix="add a fixed [pre] window (history is binned like it), or set history = 0",
+            )
         if self.time_unit not in ("s", "ms"):
             raise AdapterError(f"unknown time unit {self.time_unit!r}", field="time_unit", fix='use "s" or "ms"')
         if self.pre is not None and self.pre.stop > self.post.start:
@@ -229,6 +463,33 @@ class TeacherSpec:
             )
 
     # ----------------------------------------------------------------- derived layout
+    @property
+    def interval_tables(self) -> tuple[str, ...]:
+        """The intervals table name(s), always as a tuple."""
+        return (self.intervals,) if isinstance(self.intervals, str) else self.intervals
+
+    @property
+    def first_window(self) -> FixedWindow | ReactionTimeWindow:
+        return self.post if self.pre is None else self.pre
+
+    @property
+    def bin_width(self) -> float | None:
+        """The one bin width (s) of all windows, or None (reaction-time bins, or several widths)."""
+        windows = [w for w in (self.pre, self.post) if w is not None]
+        widths = {w.bin_width for w in windows if w.kind == "fixed"}
+        return widths.pop() if len(widths) == 1 and all(w.kind == "fixed" for w in windows) else None
+
+    @property
+    def n_history(self) -> int:
+        """Bins of history before the first window (binned, filtered, then dropped)."""
+        if self.filter.history == 0:
+            return 0
+        return math.ceil(self.filter.history / self.first_window.bin_width - 1e-9)
+
+    def kernel(self) -> np.ndarray:
+        """The filter weights applied to this spec's bins (see :meth:`FilterSpec.kernel`)."""
+        return self.filter.kernel(self.bin_width)
+
     @property
     def n_pre(self) -> int:
         return 0 if self.pre is None else self.pre.n_bins
@@ -314,15 +575,21 @@ class TeacherSpec:
         data: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
-            "intervals": self.intervals,
+            "intervals": self.intervals if isinstance(self.intervals, str) else list(self.intervals),
             "align": self.align,
             "time_unit": self.time_unit,
             "task_columns": list(self.task_columns),
         }
+        if self.select:
+            data["select"] = _selection_section(self.select)
+        if self.derive:
+            data["derive"] = [{"name": name, **_derivation_section(derivation)} for name, derivation in self.derive]
         if self.pre is not None:
             data["pre"] = _section(self.pre, exclude=("kind",))
         data["post"] = _section(self.post)
-        data["filter"] = _section(self.filter)
+        in_bins = ("time_constant", "duration") if not self.filter.in_seconds else ("decay", "step", "stop")
+        data["filter"] = {key: value for key, value in _section(self.filter).items()
+                          if not (key in in_bins or key == "history" and value == 0.0)}  # fmt: skip
         data["units"] = _section(self.units)
         return data
 
@@ -353,11 +620,32 @@ def _preset_path(name: str):
 
 
 # --------------------------------------------------------------------- dict <-> dataclasses
-_TOP_KEYS = ("name", "description", "intervals", "align", "time_unit", "task_columns", "pre", "post", "filter", "units")
+_TOP_KEYS = ("name", "description", "intervals", "align", "time_unit", "task_columns", "select", "derive", "pre", "post",
+             "filter", "units")  # fmt: skip
 _FIXED_KEYS = ("kind", "start", "stop", "bin_width")
 _RT_KEYS = ("kind", "column", "n_bins")
-_FILTER_KEYS = ("kind", "decay", "step", "stop", "weights", "normalize")
+_FILTER_OPTIONAL = ("time_constant", "duration", "history")  # newer keys, left out of to_dict when unused
+_FILTER_KEYS = ("kind", "decay", "step", "stop", "weights", "normalize", *_FILTER_OPTIONAL)
 _UNIT_KEYS = ("regions", "min_rate", "area_column")
+_SELECT_KEYS = ("where", "keep", "drop")
+_DERIVE_KEYS = {"map": ("map", "values", "default"), "sum": ("sum", "minus"), "blocks": ("blocks",)}
+
+
+def _selection_section(selection: TrialSelection) -> dict[str, Any]:
+    data: dict[str, Any] = {"where": selection.where} if selection.where else {}
+    for name in ("keep", "drop"):
+        if getattr(selection, name):
+            data[name] = {column: list(values) for column, values in getattr(selection, name)}
+    return data
+
+
+def _derivation_section(derivation: Derivation) -> dict[str, Any]:
+    if isinstance(derivation, CodeMap):
+        data = {"map": derivation.column, "values": {str(key): value for key, value in derivation.values}}
+        return data if derivation.default is None else {**data, "default": derivation.default}
+    if isinstance(derivation, ColumnSum):
+        return {"sum": list(derivation.plus), **({"minus": list(derivation.minus)} if derivation.minus else {})}
+    return {"blocks": derivation.size}
 
 
 def _section(obj: Any, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -371,9 +659,16 @@ def _spec_from_dict(data: dict[str, Any]) -> TeacherSpec:
         raise AdapterError("the spec has no alignment column", field="align", fix='add align = "<column name>"')
     if "post" not in data:
         raise AdapterError("the spec has no post-event window", field="post", fix="add a [post] table")
-    kwargs: dict[str, Any] = {key: _typed(data, key, str) for key in ("name", "description", "intervals", "align", "time_unit") if key in data}
+    kwargs: dict[str, Any] = {key: _typed(data, key, str) for key in ("name", "description", "align", "time_unit") if key in data}
+    if "intervals" in data:
+        kwargs["intervals"] = (_typed_list(data, "intervals", str, prefix="") if isinstance(data["intervals"], list)
+                               else _typed(data, "intervals", str))  # fmt: skip
     if "task_columns" in data:
         kwargs["task_columns"] = tuple(_typed_list(data, "task_columns", str, prefix=""))
+    if "select" in data:
+        kwargs["select"] = _select(_table(data, "select"))
+    if "derive" in data:
+        kwargs["derive"] = _derivations(data["derive"])
     if "pre" in data:
         pre = _table(data, "pre")
         _check_keys(pre, _FIXED_KEYS, prefix="pre.")
@@ -414,11 +709,61 @@ def _window(table: dict[str, Any], prefix: str) -> FixedWindow:
 
 def _filter(table: dict[str, Any]) -> FilterSpec:
     _check_keys(table, _FILTER_KEYS, prefix="filter.")
+    both = [key for key in ("decay", "step", "stop") if key in table]
+    if both and "time_constant" in table:
+        raise AdapterError(
+            f"the filter is given both in bins ({', '.join(both)}) and in seconds (time_constant)",
+            field="filter.time_constant", fix="keep one: time_constant + duration (s), or decay + step + stop (bins)",
+        )
     kwargs = {key: _typed(table, key, str, prefix="filter.") for key in ("kind", "normalize") if key in table}
-    kwargs.update({key: _typed(table, key, float, prefix="filter.") for key in ("decay", "step", "stop") if key in table})
+    kwargs.update({key: _typed(table, key, float, prefix="filter.") for key in ("decay", "step", "stop", *_FILTER_OPTIONAL)
+                   if key in table})  # fmt: skip
     if "weights" in table:
         kwargs["weights"] = tuple(_typed_list(table, "weights", float, prefix="filter."))
     return _prefixed(FilterSpec, kwargs, "filter.")
+
+
+def _select(table: dict[str, Any]) -> TrialSelection:
+    _check_keys(table, _SELECT_KEYS, prefix="select.")
+    kwargs: dict[str, Any] = {"where": _typed(table, "where", str, prefix="select.")} if "where" in table else {}
+    for name in ("keep", "drop"):
+        if name in table:
+            kwargs[name] = _table(table, name, prefix="select.")
+    return _prefixed(TrialSelection, kwargs, "select.")
+
+
+def _derivations(data: Any) -> tuple[tuple[str, Derivation], ...]:
+    """``[derive.<name>]`` tables, or a list of tables with a ``name`` (``[[derive]]``; order kept in JSON)."""
+    if isinstance(data, dict):
+        return tuple((str(name), _derivation(str(name), table)) for name, table in data.items())
+    if not (isinstance(data, list) and all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in data)):
+        raise AdapterError("derive must be a table of [derive.<name>] tables", field="derive",
+                           fix='write [derive.target] with map = "...", values = {...}')  # fmt: skip
+    return tuple((t["name"], _derivation(t["name"], {k: v for k, v in t.items() if k != "name"})) for t in data)
+
+
+def _derivation(name: str, table: Any) -> Derivation:
+    prefix = f"derive.{name}."
+    if not isinstance(table, dict):
+        raise AdapterError(f"derive.{name} must be a table", field=f"derive.{name}",
+                           fix=f"write it as [derive.{name}] with one of: map, sum, blocks")  # fmt: skip
+    kinds = [kind for kind in _DERIVE_KEYS if kind in table]
+    if len(kinds) != 1:
+        raise AdapterError(f"derive.{name} needs exactly one of map, sum, blocks (has {kinds or 'none'})",
+                           field=f"derive.{name}", fix="give one way to compute the column")  # fmt: skip
+    kind = kinds[0]
+    _check_keys(table, _DERIVE_KEYS[kind], prefix=prefix)
+    if kind == "map":
+        if "values" not in table:
+            raise AdapterError("a code map needs its values", field=f"{prefix}values",
+                               fix='give values = { "2" = "old", "1" = "new" }')  # fmt: skip
+        kwargs = {"column": _typed(table, "map", str, prefix=prefix), "values": _table(table, "values", prefix=prefix),
+                  "default": table.get("default")}  # fmt: skip
+        return _prefixed(CodeMap, kwargs, prefix)
+    if kind == "sum":
+        minus = tuple(_typed_list(table, "minus", str, prefix=prefix)) if "minus" in table else ()
+        return _prefixed(ColumnSum, {"plus": tuple(_typed_list(table, "sum", str, prefix=prefix)), "minus": minus}, prefix)
+    return _prefixed(TrialBlocks, {"size": _typed(table, "blocks", int, prefix=prefix)}, prefix)
 
 
 def _units(table: dict[str, Any]) -> UnitSelection:
@@ -452,9 +797,10 @@ def _check_keys(table: dict[str, Any], allowed: tuple[str, ...], *, prefix: str)
             )
 
 
-def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
+def _table(data: dict[str, Any], key: str, *, prefix: str = "") -> dict[str, Any]:
     if not isinstance(data[key], dict):
-        raise AdapterError(f"{key} must be a table", field=key, fix=f"write it as [{key}] with its keys below")
+        raise AdapterError(f"{prefix}{key} must be a table", field=f"{prefix}{key}",
+                           fix=f"write it as [{prefix}{key}] with its keys below, or inline: {key} = {{ ... }}")  # fmt: skip
     return data[key]
 
 
