@@ -31,6 +31,7 @@ from b2m_neuro._util.files import sha256
 from b2m_neuro._util.progress import track
 from b2m_neuro.adapters.spec import TeacherSpec
 from b2m_neuro.errors import AdapterError
+from b2m_neuro.sources import SourceFile
 
 __all__ = ["load_spikes", "TrialBins", "spike_rates", "causal_filter"]
 
@@ -265,7 +266,8 @@ def load_spikes(
     Parameters
     ----------
     nwb
-        Path of an NWB file, or an open ``pynwb.NWBFile``.
+        Path of an NWB file, an open ``pynwb.NWBFile``, or a file from :func:`b2m_neuro.fetch`
+        (streamed ones are read over HTTP; ``source_file`` is then their URL).
     spec
         A :class:`TeacherSpec`, a preset name (``"paper"``), a TOML file path, or None for the
         ``"paper"`` preset.
@@ -305,6 +307,11 @@ def load_spikes(
     Frozen({'trial': 400, 'time': 200, 'unit': 23})
     """
     spec = TeacherSpec.resolve(spec)
+    if isinstance(nwb, SourceFile) and nwb.local is None:  # streamed: record the archive's URL and digest
+        with nwb.open_nwb() as nwbfile:
+            rates = load_spikes(nwbfile, spec, chunk_bytes=chunk_bytes, progress=progress)
+        rates.attrs.update(source_file=nwb.url, source_sha256=nwb.sha256)
+        return rates
     with _opened(nwb) as (nwbfile, path):
         label = path if path is not None else "<NWBFile>"
         table = _intervals_table(nwbfile, spec.intervals, label)
@@ -338,6 +345,8 @@ def load_spikes(
 @contextlib.contextmanager
 def _opened(nwb: str | os.PathLike | Any) -> Iterator[tuple[Any, Path | None]]:
     """Yield ``(NWBFile, path or None)``; a path is opened read-only and closed afterwards."""
+    if isinstance(nwb, SourceFile):  # fetched to disk
+        nwb = nwb.local
     if not isinstance(nwb, (str, os.PathLike)):
         source = getattr(nwb, "container_source", None)
         yield nwb, Path(source) if source and Path(source).is_file() else None
