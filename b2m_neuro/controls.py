@@ -71,13 +71,15 @@ def apply_control(sessions: Sequence[xr.Dataset], control: str | None, *, seed: 
 
 
 def shuffle_trials(sessions: Sequence[xr.Dataset], *, seed: int) -> list[xr.Dataset]:
-    """The shuffled control: each session's embedding permuted along ``trial`` (seeded)."""
+    """The shuffled control: each session's embedding permuted along ``trial`` (along ``frame`` for a
+    frame embedding), seeded."""
     rng = np.random.default_rng([seed, 1])
     shuffled = []
     for session in sessions:
         embedding = session["embedding"]
-        order = rng.permutation(embedding.sizes["trial"])
-        values = np.take(embedding.to_numpy(), order, axis=embedding.dims.index("trial"))
+        dim = "trial" if "trial" in embedding.dims else "frame"
+        order = rng.permutation(embedding.sizes[dim])
+        values = np.take(embedding.to_numpy(), order, axis=embedding.dims.index(dim))
         shuffled.append(session.assign(embedding=embedding.copy(data=values)))
     return shuffled
 

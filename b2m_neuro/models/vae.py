@@ -131,6 +131,15 @@ class ReferenceVAE(nn.Module):
     def latent_dim(self) -> int:
         return self.mu.out_features
 
+    def stacking_key(self) -> tuple | None:
+        """The architecture (channels in, latent, image size, channels, hidden): networks with equal
+        keys are trained as one group (:class:`~b2m_neuro.models.stacked_vae.StackedVAEs`); ``None``
+        for a subclass, which may compute something else."""
+        if type(self) is not ReferenceVAE:
+            return None
+        return (self.encoder[0][0].in_channels, self.latent_dim, self.image_size, self.channels,
+                self.encoder_linear[0].out_features)
+
     def draws(self, batch: int, *, generator: torch.Generator | None = None, encoder_only: bool = False,
               device: torch.device | str | None = None) -> list[torch.Tensor]:
         """The random draws of one training batch: the dropout masks (scaled keep masks, in the order
@@ -169,12 +178,15 @@ class ReferenceVAE(nn.Module):
             x = _masked(layer(x), masks)
         return self.decoder[-1](x)
 
-    def forward(self, images: torch.Tensor, draws: Sequence[torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, draws: Sequence[torch.Tensor] | None = None, *, encode_only: bool = False
+                ) -> tuple[torch.Tensor, ...]:
         """Reconstruct ``images``: returns ``(reconstruction, mu, log_sigma)``.
 
         Training mode samples ``z = mu + sigma * noise``, eval mode uses ``z = mu`` without dropout.
+        ``encode_only``: return :meth:`encode`'s ``(mu, log_sigma)`` (``draws``: the encoder's).
         """
+        if encode_only:
+            return self.encode(images, draws)
         if draws is None and self.training:
             draws = self.draws(images.shape[0], device=images.device)
         n_encoder = len(self.channels) + 1
