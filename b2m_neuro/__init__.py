@@ -32,6 +32,7 @@ _LAZY = {
     "spikes_to_nwb": "b2m_neuro.convert",
     "waveclus_to_nwb": "b2m_neuro.convert",
     "eeg_to_bids": "b2m_neuro.convert",
+    "fetch": "b2m_neuro.sources",
     "TeacherSpec": "b2m_neuro.adapters",
     "load_spikes": "b2m_neuro.adapters",
     "load_eeg": "b2m_neuro.adapters",

@@ -20,6 +20,9 @@ os.environ.update(
     MPLCONFIGDIR=str(_HOME / ".matplotlib"),
     MPLBACKEND="Agg",
     DANDI_NO_ET="1",
+    # the dandi client reads downloads in blocks of this size (default 8 MB): test files are small,
+    # so a smaller block lets a connection cut mid-file leave a partial download to resume
+    DANDI_MAX_CHUNK_SIZE="65536",
     MNE_DONTWRITE_HOME="true",
     DENO_DIR=str(_HOME / ".deno"),
     # one BLAS/torch thread per test process: pytest runs two processes on CI's two cores, and tiny
