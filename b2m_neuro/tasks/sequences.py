@@ -98,6 +98,8 @@ class TrialSequenceTask:
     """
 
     name = "trials"
+    #: Marker input elements after the "no stimulus" element (e.g. a phase change), none here.
+    n_markers = 0
 
     def __init__(self, *, stimulus: str = "stimulus", target: str = "correct_response", episode: str = "episode",
                  test_fraction: float = 0.2, time_stride: int = 1, pair: str | Sequence[bool] = DEFAULT_PAIRING,
@@ -155,7 +157,7 @@ class TrialSequenceTask:
             raise TrainingError(f"sessions have different embedding widths: {sorted(latent_sizes)}", field="latent",
                                 fix="embed all sessions together (one multi-session embedding)")
         stimuli = sorted(set().union(*(self._stimulus_values(session) for session in sessions)))
-        return _Layout.build(sessions[0], stimuli, self.time_stride, self.pair)
+        return _Layout.build(sessions[0], stimuli, self.time_stride, self.pair, n_markers=self.n_markers)
 
     def _stimulus_values(self, session: xr.Dataset) -> set:
         return set(_values(session, self.stimulus).tolist())
@@ -182,18 +184,21 @@ class TrialSequenceTask:
 
 class _Layout:
     """Time points kept per trial, which of them show the stimulus and which are paired with the
-    brain, and the input coding."""
+    brain, and the input coding: one element per stimulus, then "no stimulus", then the markers."""
 
-    def __init__(self, time_index: np.ndarray, on_screen: np.ndarray, paired: np.ndarray, stimuli: list) -> None:
+    def __init__(self, time_index: np.ndarray, on_screen: np.ndarray, paired: np.ndarray, stimuli: list, *,
+                 n_markers: int = 0) -> None:
         self.time_index = time_index
         self.on_screen = on_screen
         self.paired = paired
         self.stimuli = stimuli
-        self.n_inputs = len(stimuli) + 1
+        self.blank = len(stimuli)
+        self.n_inputs = len(stimuli) + 1 + n_markers
         self._code = {value: i for i, value in enumerate(stimuli)}
 
     @classmethod
-    def build(cls, session: xr.Dataset, stimuli: list, stride: int, pair: str | list[bool]) -> _Layout:
+    def build(cls, session: xr.Dataset, stimuli: list, stride: int, pair: str | list[bool], *,
+              n_markers: int = 0) -> _Layout:
         n_time = session.sizes["time"]
         time_index = np.arange(n_time - 1, -1, -stride)[::-1]
         on_screen = ~pre_stimulus(session["time"].to_numpy() if "time" in session.coords else None, n_time)
@@ -202,7 +207,7 @@ class _Layout:
             raise TrainingError(f"pair={pair!r} selects none of the {len(time_index)} time points kept per trial",
                                 file=_where(session), field="pair",
                                 fix="pair more time points, or keep more of them (a smaller time_stride)")
-        return cls(time_index, on_screen[time_index], paired, stimuli)
+        return cls(time_index, on_screen[time_index], paired, stimuli, n_markers=n_markers)
 
     def one_hot(self, values: np.ndarray) -> np.ndarray:
         """``(n, n_inputs)`` one-hot rows of stimulus values."""
@@ -210,27 +215,44 @@ class _Layout:
         rows[np.arange(len(values)), [self._code[value] for value in values]] = 1.0
         return rows
 
+    def marker(self, index: int = 0) -> np.ndarray:
+        """One input step showing marker ``index`` (nothing else)."""
+        step = np.zeros((1, self.n_inputs), np.float32)
+        step[0, self.blank + 1 + index] = 1.0
+        return step
+
     def sequence(self, cue: np.ndarray, stimuli: np.ndarray, targets: np.ndarray, *,
-                 brain: np.ndarray | None = None) -> _Sequence:
-        """Lay out one episode: cue steps, then per trial its time points."""
+                 brain: np.ndarray | None = None, scored: bool = True) -> _Sequence:
+        """Lay out one episode: cue steps, then per trial its time points; each trial's response
+        point is scored unless ``scored=False``."""
         n_trials, n_points = len(stimuli), len(self.time_index)
         trial_inputs = np.zeros((n_trials, n_points, self.n_inputs), np.float32)
-        trial_inputs[:, ~self.on_screen, -1] = 1.0
+        trial_inputs[:, ~self.on_screen, self.blank] = 1.0
         trial_inputs[:, self.on_screen] = self.one_hot(stimuli)[:, None, :]
-        scored = np.zeros((n_trials, n_points), bool)
-        scored[:, -1] = True
-        trial_targets = np.where(scored, np.where(np.asarray(targets) == 1, 1.0, -1.0)[:, None], 0.0)
+        response = np.zeros((n_trials, n_points), bool)
+        response[:, -1] = scored
+        trial_targets = np.where(response, np.where(np.asarray(targets) == 1, 1.0, -1.0)[:, None], 0.0)
         n_cue = len(cue)
         sequence = _Sequence(
             inputs=np.concatenate([cue, trial_inputs.reshape(-1, self.n_inputs)]),
             targets=np.concatenate([np.zeros(n_cue), trial_targets.ravel()]).astype(np.float32),
-            scored=np.concatenate([np.zeros(n_cue, bool), scored.ravel()]),
+            scored=np.concatenate([np.zeros(n_cue, bool), response.ravel()]),
         )
         if brain is not None:
             sequence.brain = np.concatenate([np.zeros((n_cue, brain.shape[-1]), np.float32),
                                              brain.reshape(-1, brain.shape[-1])])
             sequence.paired = np.concatenate([np.zeros(n_cue, bool), np.tile(self.paired, n_trials)])
         return sequence
+
+
+def _join(first: _Sequence, second: _Sequence) -> _Sequence:
+    """One sequence: ``first``'s steps, then ``second``'s (brain and pairing kept if both have them)."""
+    joined = _Sequence(*(np.concatenate([getattr(first, name), getattr(second, name)])
+                         for name in ("inputs", "targets", "scored")))
+    if first.brain is not None and second.brain is not None:
+        joined.brain = np.concatenate([first.brain, second.brain])
+        joined.paired = np.concatenate([first.paired, second.paired])
+    return joined
 
 
 def _task_data(layout: _Layout, train: list[_Sequence], test: list[_Sequence]) -> TaskData:
