@@ -98,7 +98,7 @@ def test_output_contract_on_our_own_output(simulated):
 
 
 def test_real_tiny_bids_picks_eeg_channels_only(data_dir):
-    eeg = load_eeg(data_dir / "tiny_bids", subject="01", session="eeg", task="rest", spec=EEGSpec(event_type=None))
+    eeg = load_eeg(data_dir / "tiny_bids", subject="01", session="eeg", task="rest", spec=EEGSpec())
     assert eeg.sizes == {"frame": 2, "channel": 64}  # of 69: ECG, 2 EOG, GSR, temperature left out
     assert set(eeg["channel_type"].values) == {"eeg"} and "GSR" not in eeg["channel"]
     assert list(eeg["trial_type"].values) == ["start_experiment", "show_stimulus"]
@@ -106,7 +106,7 @@ def test_real_tiny_bids_picks_eeg_channels_only(data_dir):
     assert eeg.sel(channel="PO10")["bad"] and np.isfinite(eeg.values).all()
     assert np.isfinite(eeg["x"]).all() and eeg.attrs["coordinate_system"] == "CapTrak"
     one = load_eeg(data_dir / "tiny_bids", subject="01", session="eeg", task="rest",
-                   spec=EEGSpec(event_type="show_stimulus", channels=("Cz", "GSR", "Temperature"), reference=None))
+                   spec=EEGSpec(event_values="show_stimulus", channels=("Cz", "GSR", "Temperature"), reference=None))
     assert one.sizes == {"frame": 1, "channel": 3} and list(one["channel_type"].values)[1:] == ["gsr", "temperature"]
     assert np.isfinite(one.values).all()
 
@@ -114,7 +114,7 @@ def test_real_tiny_bids_picks_eeg_channels_only(data_dir):
 def test_missing_channels_are_listed(data_dir):
     with pytest.raises(AdapterError) as error:
         load_eeg(data_dir / "tiny_bids", subject="01", session="eeg", task="rest",
-                 spec=EEGSpec(event_type=None, channels=("Cz", "XX1", "Oz", "XX2")))
+                 spec=EEGSpec(channels=("Cz", "XX1", "Oz", "XX2")))
     assert "['XX1', 'XX2']" in str(error.value) and error.value.field == "spec.channels"
 
 
@@ -124,14 +124,19 @@ def test_dataset_without_events_raises(data_dir, tmp_path):
     for events in root.rglob("*_events.*"):
         events.unlink()
     with pytest.raises(AdapterError) as error:
-        load_eeg(root, subject="01", session="eeg", task="rest", spec=EEGSpec(event_type=None))
+        load_eeg(root, subject="01", session="eeg", task="rest", spec=EEGSpec())
     assert error.value.field == "events" and "events.tsv" in str(error.value)
 
 
-def test_unknown_event_type_lists_the_types(data_dir):
+def test_a_selection_that_matches_no_event_lists_the_values(data_dir):
     with pytest.raises(AdapterError) as error:
-        load_eeg(data_dir / "tiny_bids", subject="01", session="eeg", task="rest")
+        load_eeg(data_dir / "tiny_bids", subject="01", session="eeg", task="rest", spec=EEGSpec(event_values="frame"))
     assert "show_stimulus" in str(error.value) and error.value.field == "trial_type"
+    assert error.value.file.endswith("_events.tsv") and "event_values" in error.value.fix
+    with pytest.raises(AdapterError) as error:
+        load_eeg(data_dir / "tiny_bids", subject="01", session="eeg", task="rest",
+                 spec=EEGSpec(event_column="condition", event_values="a"))
+    assert error.value.field == "spec.event_column" and "'trial_type'" in str(error.value)
 
 
 def test_corrupt_file_raises(data_dir, tmp_path):
@@ -140,14 +145,14 @@ def test_corrupt_file_raises(data_dir, tmp_path):
     header = next(root.rglob("*_eeg.vhdr"))
     header.write_text("garbage\n")
     with pytest.raises(AdapterError) as error:
-        load_eeg(root, subject="01", session="eeg", task="rest", spec=EEGSpec(event_type=None))
+        load_eeg(root, subject="01", session="eeg", task="rest", spec=EEGSpec())
     assert error.value.file == str(header) and "cannot be read" in str(error.value)
 
 
 def test_window_outside_the_recording_and_missing_recording(data_dir, tmp_path):
     with pytest.raises(AdapterError) as error:
         load_eeg(data_dir / "tiny_bids", subject="01", session="eeg", task="rest",
-                 spec=EEGSpec(event_type=None, window=(-0.1, 0.1)))
+                 spec=EEGSpec(window=(-0.1, 0.1)))
     assert "outside the recording" in str(error.value)
     with pytest.raises(AdapterError, match="no EEG recording"):
         load_eeg(data_dir / "tiny_bids", subject="99", session="eeg", task="rest")
@@ -165,7 +170,7 @@ def test_malformed_dataset_description_raises(data_dir, tmp_path, text, field, m
     shutil.copytree(data_dir / "tiny_bids", root)
     (root / "dataset_description.json").write_text(text)
     with pytest.raises(AdapterError, match=message) as error:
-        load_eeg(root, subject="01", session="eeg", task="rest", spec=EEGSpec(event_type=None))
+        load_eeg(root, subject="01", session="eeg", task="rest", spec=EEGSpec())
     assert error.value.file == str(root / "dataset_description.json") and error.value.field == field
     assert '"Name" and "BIDSVersion"' in error.value.fix
 

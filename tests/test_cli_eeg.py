@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from b2m_neuro.adapters import load_eeg
+from b2m_neuro.adapters import EEGSpec, load_eeg
 from b2m_neuro.cli import main
 from b2m_neuro.convert.eeg import read_frame_file
 
@@ -29,7 +29,7 @@ def test_convert_eeg_from_a_brainvision_file(data_dir, tmp_path, capsys):
     code = main(["convert", "eeg", str(data_dir / "brainvision_test/test.vhdr"), "--frames", str(frames),
                  "--bids-root", str(tmp_path / "bids"), "--subject", "07", "--session", "1", "--task", "bv", "--quiet"])
     assert code == 0
-    eeg = load_eeg(tmp_path / "bids", subject="07", session="1", task="bv")
+    eeg = load_eeg(tmp_path / "bids", subject="07", session="1", task="bv", spec=EEGSpec(event_values="frame"))
     np.testing.assert_allclose(eeg["onset"], times)
     assert eeg["stim_file"].values[1] == "sub-07_ses-1_task-bv/frame-000001.png"
     assert (tmp_path / "bids/stimuli" / str(eeg["stim_file"].values[1])).is_file()

@@ -27,10 +27,17 @@ def register(cli) -> None:
     simulate.set_defaults(run=_simulate_driving)
 
     convert = cli.command("eeg", group="convert",
-                          help="Convert an EEG recording + frame times (and frames) to BIDS")
+                          help="Convert an EEG recording and its events (annotations, triggers, a table; video frames) to BIDS")
     convert.add_argument("raw", help="EEG recording mne reads (.bdf, .edf, .vhdr, .fif, .set)")
-    convert.add_argument("--frames", required=True,
-                         help=".npz with frame_times [, frames, behaviour_time, behaviour_<signal>] or .tsv with an onset column")
+    convert.add_argument("--stim-channel", default=None,
+                         help="trigger channel whose codes become events (e.g. Status for BioSemi)")
+    convert.add_argument("--trigger-mask", type=int, default=None,
+                         help="keep only these bits of the trigger channel (BioSemi: 65535)")
+    convert.add_argument("--events", default=None,
+                         help="events table (.tsv/.csv): onset [s], duration, trial_type, value, further columns")
+    convert.add_argument("--frames", default=None,
+                         help="video frames: .npz with frame_times [, frames, behaviour_time, behaviour_<signal>] "
+                              "or .tsv with an onset column")
     convert.add_argument("--bids-root", required=True, help="BIDS dataset to write or add to")
     convert.add_argument("--subject", required=True, help="coded subject label (never a name)")
     convert.add_argument("--session", default=None)
@@ -98,12 +105,15 @@ def _convert_eeg(args: argparse.Namespace) -> None:
     from b2m_neuro.convert.deidentify import DEFAULT_DATE_SHIFT_DAYS
     from b2m_neuro.convert.eeg import eeg_to_bids, read_frame_file
 
-    found = read_frame_file(args.frames)
+    found = read_frame_file(args.frames) if args.frames else {}
     path = eeg_to_bids(
         args.raw,
-        frame_times=found["frame_times"],
+        frame_times=found.get("frame_times"),
         frames=found.get("frames"),
         behaviour=found.get("behaviour"),
+        stim_channel=args.stim_channel,
+        trigger_mask=args.trigger_mask,
+        events=args.events,
         bids_root=args.bids_root,
         subject=args.subject,
         session=args.session,
@@ -115,3 +125,15 @@ def _convert_eeg(args: argparse.Namespace) -> None:
         progress=not args.quiet,
     )
     print(f"wrote {path}")
+    print(_event_summary(path))
+
+
+def _event_summary(eeg_file: Path) -> str:
+    """``events: 9 (1 x4, 2 x1, ...)`` from the events.tsv beside ``eeg_file``."""
+    import pandas as pd
+
+    events_tsv = eeg_file.with_name(eeg_file.name.replace("_eeg.vhdr", "_events.tsv"))
+    if not events_tsv.is_file():
+        return "events: none (no annotations in the recording; see --stim-channel, --events, --frames)"
+    counts = pd.read_csv(events_tsv, sep="\t", dtype=str, keep_default_na=False)["trial_type"].value_counts(sort=False)
+    return f"events: {counts.sum()} ({', '.join(f'{name} x{n}' for name, n in sorted(counts.items()))})"

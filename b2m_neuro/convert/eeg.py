@@ -1,12 +1,15 @@
-"""EEG recording + video frames -> a BIDS EEG dataset (mne-bids), de-identified by default.
+"""EEG recording (+ events, + video frames) -> a BIDS EEG dataset (mne-bids), de-identified by default.
 
 Output format: every recording is rewritten, in chunks, as BrainVision with 32-bit float samples
 (lossless for any input, readable by every BIDS tool) and handed to mne-bids ``write_raw_bids``,
 which copies it into place, anonymizes the dates and writes ``channels.tsv``, ``electrodes.tsv``
 and ``coordsystem.json`` (when the montage is known), ``events.tsv`` and the sidecars. Then:
 
-- ``events.tsv`` gains one row per frame (``trial_type`` = ``frame``) whose ``stim_file`` names
-  the frame's PNG relative to ``stimuli/``: ``sub-<s>[_ses-<x>]_task-<t>[_run-<r>]/frame-NNNNNN.png``;
+- ``events.tsv`` holds the recording's own annotations (BrainVision markers, EDF+ annotations),
+  plus, when given, the codes of a trigger channel, the rows of an events table (see
+  :mod:`b2m_neuro.convert.eeg_events`) and one row per video frame (``trial_type`` = ``frame``)
+  whose ``stim_file`` names the frame's PNG relative to ``stimuli/``:
+  ``sub-<s>[_ses-<x>]_task-<t>[_run-<r>]/frame-NNNNNN.png``;
 - behaviour (steering, pedals, ...) is written as ``*_recording-behaviour_physio.tsv.gz`` + ``.json``;
 - ``dataset_description.json`` and ``README`` come from ``bids_templates/raw_*``.
 
@@ -36,6 +39,7 @@ from b2m_neuro._util.progress import track
 from b2m_neuro._version import __version__
 from b2m_neuro.bids_templates import read_template
 from b2m_neuro.convert.deidentify import DEFAULT_DATE_SHIFT_DAYS, check_shift
+from b2m_neuro.convert.eeg_events import event_codes, table_annotations, trigger_annotations
 from b2m_neuro.errors import ConversionError
 
 if TYPE_CHECKING:
@@ -51,10 +55,13 @@ _IDENTIFYING = ("his_id", "first_name", "middle_name", "last_name", "birthday")
 def eeg_to_bids(
     raw_or_path: mne.io.BaseRaw | str | os.PathLike,
     *,
-    frame_times: np.ndarray,
     bids_root: str | os.PathLike,
     subject: str,
+    frame_times: np.ndarray | None = None,
     frames: np.ndarray | None = None,
+    stim_channel: str | None = None,
+    trigger_mask: int | None = None,
+    events: str | os.PathLike | pd.DataFrame | None = None,
     session: str | None = None,
     task: str = "driving",
     run: int | None = None,
@@ -66,22 +73,36 @@ def eeg_to_bids(
     dataset_name: str = "b2m_neuro EEG teachers",
     progress: bool = True,
 ) -> Path:
-    """Convert one EEG recording and its video frames to BIDS.
+    """Convert one EEG recording, its events and (optionally) its video frames to BIDS.
+
+    The recording's own annotations (BrainVision markers, EDF+ annotations) always become rows
+    of ``events.tsv``; ``stim_channel``, ``events`` and ``frame_times`` add more.
 
     Parameters
     ----------
     raw_or_path
         A recording mne reads (BDF, EDF, BrainVision ``.vhdr``, FIF, EEGLAB ``.set``, ...), as a
         path or an ``mne.io.Raw``.
-    frame_times
-        Onset of each frame, in seconds from the recording's first sample.
     bids_root
         The BIDS dataset to write or add to (created if missing).
     subject, session, task, run
         BIDS entities of the recording.
+    frame_times
+        Onset of each video frame, in seconds from the recording's first sample (rows with
+        ``trial_type`` ``frame``); ``None``: a recording without video.
     frames
         Optional ``(n_frames, height, width[, 3])`` uint8 images, saved as PNG under
         ``stimuli/``; one per entry of ``frame_times``.
+    stim_channel
+        A trigger channel (e.g. BioSemi ``"Status"``) whose codes become events (``trial_type``
+        the code, e.g. ``"128"``; ``value`` the code), found with ``mne.find_events``.
+    trigger_mask
+        Keep only these bits of the trigger channel (BioSemi: ``65535``; its upper bits hold
+        the amplifier's status).
+    events
+        An events table (``.tsv``, ``.csv`` or DataFrame): ``onset`` (s from the recording's first
+        sample), optional ``duration`` (s), ``trial_type``, integer ``value``, and any further
+        columns, which are kept in ``events.tsv``.
     behaviour
         Optional table with a ``time`` column (s, recording clock, constant step) and one column
         per behavioural signal (e.g. ``steering``, ``throttle``, ``brake``).
@@ -109,8 +130,10 @@ def eeg_to_bids(
     ------
     ConversionError
         Unreadable or corrupt recording; frame times outside the recording or not increasing;
-        frames and frame times of different lengths; an existing recording without
-        ``overwrite``; irregular behaviour samples.
+        frames and frame times of different lengths; a missing or empty trigger channel; an
+        events table without onsets, with onsets outside the recording or with values that do
+        not pair one to one with trial types; an existing recording without ``overwrite``;
+        irregular behaviour samples.
 
     Examples
     --------
@@ -121,6 +144,9 @@ def eeg_to_bids(
     >>> eeg_to_bids(s.raw, frame_times=s.frame_times, frames=s.frames, bids_root=root, subject="01",
     ...             progress=False).name
     'sub-01_task-driving_eeg.vhdr'
+    >>> eeg_to_bids("tests/data/biosemi/test_bdf_stim_channel.bdf", stim_channel="Status", bids_root=root,
+    ...             subject="02", task="oddball", progress=False).name  # doctest: +SKIP
+    'sub-02_task-oddball_eeg.vhdr'
     """
     import mne_bids
 
@@ -128,7 +154,9 @@ def eeg_to_bids(
     days = check_shift(date_shift_days)
     for field, label in (("subject", subject), ("session", session), ("task", task)):
         _check_label(field, label)
-    frame_times = _check_frames(raw, source, frame_times, frames)
+    frame_times = None if frame_times is None and frames is None else _check_frames(raw, source, frame_times, frames)
+    annotations, codes, levels = _gather_events(raw, source, frame_times=frame_times, stim_channel=stim_channel,
+                                                trigger_mask=trigger_mask, events=events)
     bids_root = Path(bids_root)
     entities = {"subject": str(subject), "session": None if session is None else str(session), "task": task, "run": run}
     target = mne_bids.BIDSPath(root=bids_root, datatype="eeg", suffix="eeg", extension=".vhdr", **entities)
@@ -144,14 +172,15 @@ def eeg_to_bids(
                               fix=f"create it first (mkdir -p {bids_root.parent})")
     with _staging_root(bids_root) as staging:
         with tempfile.TemporaryDirectory(prefix="b2m-eeg-", dir=staging.parent) as scratch:
-            staged_raw = _restage(raw, source, Path(scratch) / "recording.vhdr", deidentify=deidentify, progress=progress)
+            staged_raw = _restage(raw, source, Path(scratch) / "recording.vhdr", annotations=annotations,
+                                  deidentify=deidentify, progress=progress)
             staged_raw.info["line_freq"] = line_freq or raw.info["line_freq"] or 50.0
-            _add_frame_annotations(staged_raw, frame_times)
             bids_path = target.copy().update(root=staging)
             try:
                 mne_bids.write_raw_bids(
                     staged_raw,
                     bids_path,
+                    event_id=event_codes(staged_raw.annotations.description, codes),
                     anonymize={"daysback": -days, "keep_his": False} if deidentify else None,
                     overwrite=True,
                     verbose="error",
@@ -160,7 +189,7 @@ def eeg_to_bids(
                 raise ConversionError(f"mne-bids cannot write this recording ({error})", file=source, field="raw_or_path",
                                       fix="check the channel types and the recording's metadata") from error
         stim_dir = _stimulus_folder(bids_path) if frames is not None else None
-        _describe_frame_events(bids_path, stim_dir, n_frames=frame_times.size)
+        _describe_events(bids_path, stim_dir, levels, n_frames=0 if frame_times is None else frame_times.size)
         if frames is not None:
             _save_frames(frames, staging / "stimuli" / stim_dir, progress=progress)
         if behaviour is not None:
@@ -200,6 +229,9 @@ def _check_label(field: str, label: Any) -> None:
 
 
 def _check_frames(raw: mne.io.BaseRaw, source: str, frame_times: Any, frames: np.ndarray | None) -> np.ndarray:
+    if frame_times is None:
+        raise ConversionError("frames were given without frame_times", file=source, field="frame_times",
+                              fix="pass the onset (s) of each frame as frame_times")  # fmt: skip
     times = np.asarray(frame_times, dtype=float)
     duration = raw.n_times / raw.info["sfreq"]
     if times.ndim != 1 or times.size == 0 or not np.isfinite(times).all():
@@ -288,8 +320,10 @@ def write_brainvision_blocks(
             np.ascontiguousarray((block * 1e6).T, dtype="<f4").tofile(handle)
 
 
-def _restage(raw: mne.io.BaseRaw, source: str, vhdr: Path, *, deidentify: bool, progress: bool) -> mne.io.BaseRaw:
-    """Rewrite the recording as BrainVision and reopen it with the original's metadata."""
+def _restage(
+    raw: mne.io.BaseRaw, source: str, vhdr: Path, *, annotations: mne.Annotations, deidentify: bool, progress: bool
+) -> mne.io.BaseRaw:
+    """Rewrite the recording as BrainVision and reopen it with the original's metadata and ``annotations``."""
     import mne
 
     write_brainvision(raw, vhdr, source=source, progress=progress)
@@ -299,7 +333,7 @@ def _restage(raw: mne.io.BaseRaw, source: str, vhdr: Path, *, deidentify: bool, 
     montage = raw.get_montage()
     if montage is not None:
         staged.set_montage(montage, on_missing="ignore", verbose="error")
-    staged.set_annotations(_shifted_annotations(raw))
+    staged.set_annotations(annotations)
     subject_info = dict(raw.info.get("subject_info") or {})
     if deidentify:
         subject_info = {key: value for key, value in subject_info.items() if key not in _IDENTIFYING}
@@ -317,12 +351,40 @@ def _shifted_annotations(raw: mne.io.BaseRaw) -> mne.Annotations:
     return mne.Annotations(onset, annotations.duration, annotations.description)
 
 
-def _add_frame_annotations(raw: mne.io.BaseRaw, frame_times: np.ndarray) -> None:
+def _gather_events(
+    raw: mne.io.BaseRaw,
+    source: str,
+    *,
+    frame_times: np.ndarray | None,
+    stim_channel: str | None,
+    trigger_mask: int | None,
+    events: str | os.PathLike | pd.DataFrame | None,
+) -> tuple[mne.Annotations, dict[str, int], dict[str, str]]:
+    """Every event as one set of annotations, the known integer codes, and a description of each kind."""
     import mne
 
-    duration = float(np.median(np.diff(frame_times))) if frame_times.size > 1 else 0.0
-    frames = mne.Annotations(frame_times, np.full(frame_times.size, duration), [FRAME_EVENT] * frame_times.size)
-    raw.set_annotations(_shifted_annotations(raw) + frames)
+    annotations = _shifted_annotations(raw)
+    levels = dict.fromkeys(annotations.description, "annotation stored in the recording")
+    codes: dict[str, int] = {}
+    if events is not None:
+        rows, codes = table_annotations(events, duration_s=raw.n_times / raw.info["sfreq"])
+        name = Path(events).name if isinstance(events, str | os.PathLike) else "the events table given"
+        levels.update(dict.fromkeys(rows.description, f"event from {name}"))
+        annotations += rows
+    if stim_channel is not None:
+        triggers, trigger_codes = trigger_annotations(raw, stim_channel, mask=trigger_mask, source=source)
+        clash = sorted(set(trigger_codes) & set(codes))
+        if clash:
+            raise ConversionError(f"the events table and the trigger channel both use the trial types {clash}",
+                                  file=source, field="events", fix="rename those trial types in the events table")  # fmt: skip
+        codes.update(trigger_codes)
+        levels.update({code: f"trigger code {code} on channel {stim_channel}" for code in trigger_codes})
+        annotations += triggers
+    if frame_times is not None:
+        duration = float(np.median(np.diff(frame_times))) if frame_times.size > 1 else 0.0
+        annotations += mne.Annotations(frame_times, np.full(frame_times.size, duration), [FRAME_EVENT] * frame_times.size)
+        levels[FRAME_EVENT] = "onset of a video frame shown to the participant"
+    return annotations, codes, levels
 
 
 def _stimulus_folder(bids_path) -> str:
@@ -330,12 +392,14 @@ def _stimulus_folder(bids_path) -> str:
     return bids_path.copy().update(suffix=None, extension=None, datatype=None, root=None).basename
 
 
-def _describe_frame_events(bids_path, stim_dir: str | None, *, n_frames: int) -> None:
-    """Check the frame rows of ``events.tsv``; add ``stim_file`` when the frames are saved."""
+def _describe_events(bids_path, stim_dir: str | None, levels: dict[str, str], *, n_frames: int) -> None:
+    """Check the frame rows of ``events.tsv``; add ``stim_file`` when the frames are saved; describe ``trial_type``."""
     events_tsv = bids_path.copy().update(suffix="events", extension=".tsv").fpath
+    if not events_tsv.is_file():
+        return  # a recording without events (e.g. resting state): mne-bids writes no events.tsv
     events = pd.read_csv(events_tsv, sep="\t", dtype=str, keep_default_na=False)
     is_frame = events["trial_type"] == FRAME_EVENT
-    if int(is_frame.sum()) != n_frames:
+    if n_frames and int(is_frame.sum()) != n_frames:
         raise ConversionError(
             f"mne-bids wrote {int(is_frame.sum())} frame events for {n_frames} frame times",
             file=events_tsv,
@@ -350,12 +414,12 @@ def _describe_frame_events(bids_path, stim_dir: str | None, *, n_frames: int) ->
     sidecar = json.loads(events_json.read_text()) if events_json.exists() else {}
     sidecar["trial_type"] = {
         "Description": "Kind of event",
-        "Levels": {FRAME_EVENT: "onset of a video frame shown to the participant", **{
-            name: "event recorded with the EEG" for name in sorted(set(events["trial_type"]) - {FRAME_EVENT})
-        }},
+        "Levels": {name: levels.get(name, "event recorded with the EEG") for name in sorted(set(events["trial_type"]))},
     }
     if stim_dir is not None:
         sidecar["stim_file"] = {"Description": "The frame shown at this onset, relative to stimuli/ (n/a: not a frame)"}
+    for column in set(events.columns) - {"onset", "duration", "trial_type", "value", "sample", "stim_file"}:
+        sidecar[column] = {"Description": f"{column!r}, as given with the events of the recording"}
     events_json.write_text(json.dumps(sidecar, indent=2, ensure_ascii=False))
 
 
