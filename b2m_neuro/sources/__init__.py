@@ -52,8 +52,9 @@ def fetch(
         ``dataset_description.json``, are kept).
     cache
         Cache folder (default ``$B2M_NEURO_CACHE``, else ``$XDG_CACHE_HOME/b2m_neuro``, else
-        ``~/.cache/b2m_neuro``). Files land in ``<cache>/<archive>/[<server>/]<id>/<version>/`` beside
-        a ``b2m_manifest.json`` (source, version, and per file its path, sha256, size and URL).
+        ``~/.cache/b2m_neuro``). Files land in ``<cache>/<archive>/[<server>/]<id>/<version>/``, with
+        ``<version>.manifest.json`` beside that folder (source, version, and per file its path,
+        sha256, size, URL and the archive's identity of its content).
     stream
         DANDI only: download nothing; each file's ``url`` is read over HTTP range requests by
         :meth:`SourceFile.open_nwb` or :func:`b2m_neuro.load_spikes`.

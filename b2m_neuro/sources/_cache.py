@@ -9,7 +9,6 @@ from pathlib import Path
 from b2m_neuro._util.files import atomic_path
 from b2m_neuro.sources._files import SourceFile
 
-MANIFEST = "b2m_manifest.json"
 
 
 def cache_root(cache: str | os.PathLike | None) -> Path:
@@ -23,28 +22,36 @@ def cache_root(cache: str | os.PathLike | None) -> Path:
     return Path(base) / "b2m_neuro"
 
 
-class Manifest:
-    """What one dataset version's cache folder holds, kept in ``b2m_manifest.json`` beside the files.
+def manifest_path(root: Path) -> Path:
+    """Where the manifest of the cache folder ``root`` lies."""
+    return root.with_name(f"{root.name}.manifest.json")
 
-    A file counts as cached when the manifest lists it with the archive's current digest and the
-    file on disk has the listed size; the manifest is rewritten atomically after each file.
+
+class Manifest:
+    """What one dataset version's cache folder holds, kept in ``<version>.manifest.json`` beside the
+    folder (outside it, so the folder stays exactly the dataset and passes its validators).
+
+    Each file is recorded with its path, sha256, size, URL and ``identity``: what the archive says
+    changes with the content (DANDI: the sha256; S3: the object's version id). A file counts as cached
+    when the manifest lists it with the archive's current identity and the file on disk has the
+    listed size; the manifest is rewritten atomically after each file.
     """
 
     def __init__(self, root: Path, *, source: str, version: str, server: str) -> None:
         self.root = root
         self.header = {"source": source, "version": version, "server": server}
-        path = root / MANIFEST
-        stored = json.loads(path.read_text()) if path.is_file() else {}
+        self.path = manifest_path(root)
+        stored = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.files: dict[str, dict] = stored.get("files", {}) if stored.get("server") == server else {}
 
-    def cached(self, file: SourceFile) -> bool:
-        entry = self.files.get(file.path)
-        local = self.root / file.path
-        return (entry is not None and entry["sha256"] == file.sha256 and local.is_file()
-                and local.stat().st_size == file.size)
+    def cached(self, path: str, size: int, identity: str) -> bool:
+        entry = self.files.get(path)
+        local = self.root / path
+        return (entry is not None and entry.get("identity") == identity and local.is_file()
+                and local.stat().st_size == size)
 
-    def add(self, file: SourceFile) -> None:
-        self.files[file.path] = {"sha256": file.sha256, "size": file.size, "url": file.url}
+    def add(self, file: SourceFile, *, identity: str) -> None:
+        self.files[file.path] = {"sha256": file.sha256, "size": file.size, "url": file.url, "identity": identity}
         self.root.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.root / MANIFEST) as tmp:
+        with atomic_path(self.path) as tmp:
             tmp.write_text(json.dumps({**self.header, "files": self.files}, indent=1, sort_keys=True))

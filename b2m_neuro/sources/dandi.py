@@ -46,13 +46,13 @@ def fetch_dandi(dandiset_id: str, version: str | None, *, patterns: Sequence[str
         return Fetched(source, version, None, files)
     root = cache / "dandi" / _server_folder(api_url) / dandiset_id / version
     manifest = Manifest(root, source=source, version=version, server=api_url)
-    missing = [(file, asset) for file, asset in zip(files, assets) if not manifest.cached(file)]
+    missing = [(file, asset) for file, asset in zip(files, assets) if not manifest.cached(file.path, file.size, file.sha256)]
     with progress_bar(description=f"fetch {source}", total=sum(f.size for f, _ in missing) or 1,
                       progress=progress and bool(missing)) as update:
         done = 0
         for file, asset in missing:
             _download(asset, root / file.path, api_url)
-            manifest.add(file)
+            manifest.add(file, identity=file.sha256)
             done += file.size
             update(done)
     return Fetched(source, version, root, [SourceFile(f.path, f.size, f.sha256, root / f.path, f.url) for f in files])
