@@ -33,7 +33,7 @@ from torch.autograd.function import once_differentiable
 
 __all__ = ["stacked_gru", "StackedReferenceGRUs"]
 
-_GI_BLOCK_BYTES = 64 * 2**20  # input projections computed this many bytes at a time
+_PROJECTION_BLOCK_BYTES = 8 * 2**20  # input projections: a reused buffer of this size, some steps at a time
 
 
 def stacked_gru(inputs: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
@@ -84,93 +84,122 @@ class _StackedGRUFunction(torch.autograd.Function):
         ctx.restore = torch.as_tensor(np.argsort(order), device=w_hh.device)
         ctx.active = (lengths[order][None, :] > np.arange(inputs.shape[2])[:, None]).sum(1).tolist()
         inputs, w_ih, w_hh, b_ih, b_hh = (tensor[ctx.order] for tensor in (inputs, w_ih, w_hh, b_ih, b_hh))
-        w_hh_t = w_hh.transpose(1, 2).contiguous()
-        hidden, rz, n, gh = _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, active=ctx.active)
-        ctx.save_for_backward(inputs, w_ih, w_hh_t, hidden, rz, n, gh)
+        hidden, rz, n, gh = _gru_forward(inputs, w_ih, w_hh.transpose(1, 2).contiguous(), b_ih, b_hh,
+                                         active=ctx.active)
+        ctx.save_for_backward(inputs, w_ih, w_hh, hidden, rz, n, gh)
         return hidden[1:].permute(1, 2, 0, 3)[ctx.restore]
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
-        inputs, w_ih, w_hh_t, hidden, rz, n, gh = ctx.saved_tensors
-        grads = _gru_backward(grad_output[ctx.order], inputs, w_ih, w_hh_t, hidden, rz, n, gh, active=ctx.active,
+        inputs, w_ih, w_hh, hidden, rz, n, gh = ctx.saved_tensors
+        grads = _gru_backward(grad_output[ctx.order], inputs, w_ih, w_hh, hidden, rz, n, gh, active=ctx.active,
                               input_grad=ctx.needs_input_grad[0])
         return *(None if grad is None else grad[ctx.restore] for grad in grads), None
 
 
 def _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, *, active: list[int] | None = None,
                  keep_steps: list[int] | None = None):
-    """The time loop, on time-major buffers ``(T, R, B, ...)`` so that each step works on contiguous memory.
+    """The time loop: each step is one batched matrix product and four element-wise operations, all
+    written into preallocated buffers (no allocation and no tensor indexing inside the loop).
 
     ``w_hh_t`` is ``w_hh`` transposed, ``(R, H, 3H)``, contiguous (read once per step; that layout
     reads fastest). ``active[t]``: step t is computed for runs ``[:active[t]]`` only (runs sorted by
-    decreasing length). Training (``keep_steps=None``): returns ``hidden (T + 1, R, B, H)``
+    decreasing length). Training (``keep_steps=None``): returns the time-major ``hidden (T + 1, R, B, H)``
     (``hidden[0]`` is the zero initial state) and, for the backward pass, the gates
     ``r|z (T, R, B, 2H)``, ``n (T, R, B, H)`` and ``gh (T, R, B, 3H)`` whose last H columns are
     ``W_hn h + b_hn`` (zeros where a run was not computed). Evaluation (``keep_steps``, time indices;
-    all runs active): returns only the hidden states after those steps, ``(len(keep_steps), R, B, H)``.
+    all runs active): one step's buffers are reused, and only the hidden states after those steps
+    are returned, ``(len(keep_steps), R, B, H)``.
     """
     runs, size = w_hh_t.shape[0], w_hh_t.shape[1]
     batch, steps = inputs.shape[1], inputs.shape[2]
     new = dict(dtype=w_hh_t.dtype, device=w_hh_t.device)
     training = keep_steps is None
-    if training:
-        hidden = torch.zeros(steps + 1, runs, batch, size, **new)
-        rz = torch.zeros(steps, runs, batch, 2 * size, **new)
-        n = torch.zeros(steps, runs, batch, size, **new)
-        gh = torch.zeros(steps, runs, batch, 3 * size, **new)
-        hidden_at, rz_at, n_at, gh_at = hidden.unbind(0), rz.unbind(0), n.unbind(0), gh.unbind(0)
-    else:
-        kept = torch.empty(len(keep_steps), runs, batch, size, **new)
-        slot_of = {step: slot for slot, step in enumerate(keep_steps)}
-    h = torch.zeros(runs, batch, size, **new)
-    for start, (offsets, input_n) in _input_projections(inputs, w_ih, b_ih, b_hh):
-        for t, (offset_t, input_n_t) in enumerate(zip(offsets.unbind(0), input_n.unbind(0)), start):
+    active = [runs] * steps if active is None else active
+    kept_at = {} if training else {step: slot for slot, step in enumerate(keep_steps)}
+    kept = None if training else torch.empty(len(keep_steps), runs, batch, size, **new)
+    length = steps if training else 1  # evaluation: one step's buffers, written again at every step
+    hidden = torch.zeros(steps + 1 if training else 2, runs, batch, size, **new)
+    gh = torch.zeros(length, runs, batch, 3 * size, **new)
+    rz = torch.zeros(length, runs, batch, 2 * size, **new)
+    n = torch.zeros(length, runs, batch, size, **new)
+    buffers = (gh, gh[..., : 2 * size], gh[..., 2 * size:], rz, rz[..., :size], rz[..., size:], n)
+    for block_start, offsets, input_n in _input_projections(inputs, w_ih, b_ih, b_hh):
+        for start, stop, k in _segments(active, block_start, block_start + offsets.shape[1]):
+            local = slice(start - block_start, stop - block_start)
             if training:
-                k = active[t]
-                gh_t = torch.baddbmm(offset_t[:k], hidden_at[t][:k], w_hh_t[:k], out=gh_at[t][:k])
-                rz_t = torch.sigmoid(gh_t[..., : 2 * size], out=rz_at[t][:k])
-                n_t = torch.addcmul(input_n_t[:k], rz_t[..., :size], gh_t[..., 2 * size:])
-                n_t = torch.tanh(n_t, out=n_at[t][:k])
-                torch.lerp(n_t, hidden_at[t][:k], rz_t[..., size:], out=hidden_at[t + 1][:k])
-            else:
-                gh_t = torch.baddbmm(offset_t, h, w_hh_t)
-                rz_t = gh_t[..., : 2 * size].sigmoid_()
-                n_t = torch.addcmul(input_n_t, rz_t[..., :size], gh_t[..., 2 * size:]).tanh_()
-                h = torch.lerp(n_t, h, rz_t[..., size:])
-                if t in slot_of:
-                    kept[slot_of[t]] = h
+                states = hidden[start:stop, :k].unbind(0), hidden[start + 1:stop + 1, :k].unbind(0)
+                gates = [buffer[start:stop, :k].unbind(0) for buffer in buffers]
+            else:  # the hidden state alternates between two buffers
+                states = [hidden[t % 2] for t in range(start, stop)], [hidden[(t + 1) % 2] for t in range(start, stop)]
+                gates = [[buffer[0]] * (stop - start) for buffer in buffers]
+            weights = w_hh_t[:k]
+            per_step = zip(offsets[:k, local].unbind(1), input_n[:k, local].unbind(1), *states, *gates)
+            for t, (offset, input_n_t, h, h_next, *gates_t) in enumerate(per_step, start):
+                _cell(offset, input_n_t, h, h_next, weights, *gates_t)
+                if t in kept_at:
+                    kept[kept_at[t]] = h_next
     return (hidden, rz, n, gh) if training else kept
 
 
-def _input_projections(inputs, w_ih, b_ih, b_hh):
-    """The input terms of each step, time-major, in time blocks of bounded size.
+def _cell(offset, input_n, h, h_next, w_hh_t, gh, gh_rz, gh_n, rz, r, z, n) -> None:
+    """One GRU step into preallocated outputs: ``gh = offset + h W_hh^T``, ``r|z = sigmoid(gh[:2H])``,
+    ``n = tanh(input_n + r * gh[2H:])``, ``h_next = n + z * (h - n)`` (``gh_rz``, ``gh_n``, ``r``,
+    ``z`` are column views of ``gh`` and ``rz``)."""
+    torch.baddbmm(offset, h, w_hh_t, out=gh)
+    torch.sigmoid(gh_rz, out=rz)
+    torch.addcmul(input_n, r, gh_n, out=n).tanh_()
+    torch.lerp(n, h, z, out=h_next)
 
-    Yields ``(start, (offsets, input_n))``: ``offsets (block, R, B, 3H)`` is what the recurrent
-    product is added to (``W_ir x + b_ir + b_hr``, ``W_iz x + b_iz + b_hz``, ``b_hn``) and
-    ``input_n (block, R, B, H)`` is ``W_in x + b_in``.
+
+def _segments(active: list[int], start: int, stop: int) -> list[tuple[int, int, int]]:
+    """The steps ``start .. stop - 1`` as ``(first, last + 1, k)`` spans of one active-run count k > 0."""
+    spans: list[tuple[int, int, int]] = []
+    for t in range(start, stop):
+        if spans and spans[-1][1] == t and spans[-1][2] == active[t]:
+            spans[-1] = (spans[-1][0], t + 1, active[t])
+        elif active[t]:
+            spans.append((t, t + 1, active[t]))
+    return spans
+
+
+def _input_projections(inputs, w_ih, b_ih, b_hh):
+    """The input terms of each step, in blocks of steps computed into one reused buffer.
+
+    Yields ``(start, offsets, input_n)``, views valid until the next block: ``offsets (R, block, B, 3H)``
+    is what the recurrent product is added to (``W_ir x + b_ir + b_hr``, ``W_iz x + b_iz + b_hz``,
+    ``b_hn``) and ``input_n (R, block, B, H)`` is ``W_in x + b_in``; both come from one product with
+    the columns ``(W_ir | W_iz | 0 | W_in)``. A buffer that stays in cache (and is not allocated
+    again for every block) makes this many times faster than projecting a long batch at once.
     """
     runs, gates = w_ih.shape[0], w_ih.shape[1]
     size = gates // 3
     batch, steps, width = inputs.shape[1], inputs.shape[2], inputs.shape[3]
-    block = max(1, _GI_BLOCK_BYTES // (4 * runs * batch * (gates + size)))
-    w_ih_t = w_ih.transpose(1, 2)
-    bias_rz = (b_ih[:, : 2 * size] + b_hh[:, : 2 * size]).view(1, runs, 1, 2 * size)
-    bias_hn, bias_in = b_hh[:, 2 * size:].view(1, runs, 1, size), b_ih[:, 2 * size:].view(1, runs, 1, size)
+    weight = torch.cat([w_ih[:, : 2 * size], w_ih.new_zeros(runs, size, width), w_ih[:, 2 * size:]], 1)
+    weight = weight.transpose(1, 2)  # (R, I, 4H)
+    bias = torch.cat([b_ih[:, : 2 * size] + b_hh[:, : 2 * size], b_hh[:, 2 * size:], b_ih[:, 2 * size:]], 1)
+    bias = bias.unsqueeze(1)  # (R, 1, 4H)
+    step_bytes = w_ih.element_size() * runs * batch * 4 * size
+    block = max(1, min(steps, _PROJECTION_BLOCK_BYTES // step_bytes))
+    buffer = torch.empty(runs * block * batch * 4 * size, dtype=w_ih.dtype, device=w_ih.device)
     for start in range(0, steps, block):
-        x = inputs[:, :, start:start + block].transpose(1, 2)  # (R or 1, block, B, I)
-        stop = x.shape[1]
-        flat = x.reshape(x.shape[0], stop * batch, width).expand(runs, -1, -1)
-        projected = torch.bmm(flat, w_ih_t).view(runs, stop, batch, gates).transpose(0, 1)  # (block, R, B, 3H)
-        offsets = torch.empty(stop, runs, batch, gates, dtype=projected.dtype, device=projected.device)
-        torch.add(projected[..., : 2 * size], bias_rz, out=offsets[..., : 2 * size])
-        offsets[..., 2 * size:] = bias_hn
-        yield start, (offsets, projected[..., 2 * size:] + bias_in)
+        x = inputs[:, :, start:start + block]  # (R or 1, B, block, I)
+        stop = x.shape[2]
+        flat = x.transpose(1, 2).expand(runs, -1, -1, -1).reshape(runs, stop * batch, width)
+        projected = buffer[: runs * stop * batch * 4 * size].view(runs, stop * batch, 4 * size)
+        torch.baddbmm(bias, flat, weight, out=projected)
+        projected = projected.view(runs, stop, batch, 4 * size)
+        yield start, projected[..., : 3 * size], projected[..., 3 * size:]
 
 
-def _gru_backward(grad_output, inputs, w_ih, w_hh_t, hidden, rz, n, gh, *, active: list[int], input_grad: bool):
-    """Backward through time carrying only ``dL/dh``; weight gradients by one matmul over all steps."""
-    runs, size = w_hh_t.shape[0], w_hh_t.shape[1]
+def _gru_backward(grad_output, inputs, w_ih, w_hh, hidden, rz, n, gh, *, active: list[int], input_grad: bool):
+    """Backward through time carrying only ``dL/dh``; weight gradients by one matmul over all steps.
+
+    ``w_hh (R, 3H, H)`` contiguous (the layout that reads fastest for ``dgh @ W_hh``); the step
+    loop, like the forward's, writes into preallocated buffers only.
+    """
+    runs, size = w_hh.shape[0], w_hh.shape[2]
     steps, batch = rz.shape[0], rz.shape[2]
     r, z = rz[..., :size], rz[..., size:]
     previous = hidden[:-1]
@@ -184,18 +213,18 @@ def _gru_backward(grad_output, inputs, w_ih, w_hh_t, hidden, rz, n, gh, *, activ
     for t in np.flatnonzero(np.diff(active)) + 1:
         grad_h[t:, active[t]:] = 0
     grad_gh = torch.zeros_like(gh)
-    factors_at = factors.view(steps, runs, batch, 3, size).unbind(0)
-    grad_gh_at = grad_gh.view(steps, runs, batch, 3, size).unbind(0)
-    grad_h_at = grad_h.unsqueeze(3).unbind(0)  # (R, B, 1, H) each
-    # dh_(t-1) += dh_t * z_t + dgh_t @ W_hh, in the W_hh^T layout (a transposed out is free for B = 1)
-    out_at = grad_h.transpose(2, 3).unbind(0)  # (R, H, B) each
-    z_at = z.unbind(0)
-    for t in range(steps - 1, -1, -1):
-        k = active[t]
-        torch.mul(factors_at[t][:k], grad_h_at[t][:k], out=grad_gh_at[t][:k])
-        if t:
-            carried = torch.addcmul(grad_h[t - 1][:k], grad_h[t][:k], z_at[t][:k])
-            torch.baddbmm(carried.transpose(1, 2), w_hh_t[:k], grad_gh[t][:k].transpose(1, 2), out=out_at[t - 1][:k])
+    by_gate = (steps, runs, batch, 3, size)
+    for start, stop, k in reversed(_segments(active, 0, steps)):
+        # dgh_t = factors_t * dh_t (per gate); dh_(t-1) += dh_t * z_t + dgh_t @ W_hh
+        earlier = [None] * (start == 0) + list(grad_h[max(start - 1, 0):stop - 1, :k].unbind(0))
+        per_step = zip(factors.view(by_gate)[start:stop, :k].unbind(0), grad_gh.view(by_gate)[start:stop, :k].unbind(0),
+                       grad_gh[start:stop, :k].unbind(0), grad_h.unsqueeze(3)[start:stop, :k].unbind(0),
+                       grad_h[start:stop, :k].unbind(0), z[start:stop, :k].unbind(0), earlier)
+        weights = w_hh[:k]
+        for factor, grad_by_gate, grad_gates, grad_h_by_gate, grad_h_t, z_t, grad_h_before in reversed(list(per_step)):
+            torch.mul(factor, grad_h_by_gate, out=grad_by_gate)
+            if grad_h_before is not None:
+                grad_h_before.addcmul_(grad_h_t, z_t).baddbmm_(grad_gates, weights)
     grad_gi = torch.cat([grad_gh[..., : 2 * size], grad_h * to_n], dim=-1)
     time_major_inputs = inputs.transpose(1, 2).transpose(0, 1)  # (T, R, B, I)
     grad_w_hh = torch.einsum("trbg,trbh->rgh", grad_gh, previous)
