@@ -5,6 +5,7 @@ import shutil
 import dask.array as da
 import mne
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -225,3 +226,141 @@ def test_a_rewritten_recording_is_read_afresh(tmp_path):
         values.append(load_eeg(tmp_path / "bids", subject="r", task="t", spec=RAW_SPEC).values)
     np.testing.assert_allclose(values[0], 1.0, rtol=1e-5)
     np.testing.assert_allclose(values[1], 5.0, rtol=1e-5)
+
+
+
+@pytest.fixture(scope="module")
+def real_bids(data_dir, tmp_path_factory):
+    """The real BioSemi (Status triggers) and BrainVision (markers) recordings converted without frames."""
+    root = tmp_path_factory.mktemp("real") / "bids"
+    eeg_to_bids(data_dir / "biosemi/test.bdf", stim_channel="Status", bids_root=root, subject="bs", task="biosemi",
+                progress=False)
+    eeg_to_bids(data_dir / "biosemi/test_bdf_stim_channel.bdf", stim_channel="Status", bids_root=root, subject="st",
+                task="triggers", progress=False)
+    eeg_to_bids(data_dir / "brainvision_test/test.vhdr", bids_root=root, subject="bv", task="markers", progress=False)
+    return root
+
+
+def _direct(raw: mne.io.BaseRaw, onset_s: float, start_s: float, stop_s: float, picks: list[str]) -> np.ndarray:
+    """Mean per channel (uV) of the samples from onset + start to onset + stop, straight from the file."""
+    sfreq = raw.info["sfreq"]
+    first, last = round((onset_s + start_s) * sfreq), round((onset_s + stop_s) * sfreq)
+    return raw.get_data(picks=picks, start=first, stop=last).mean(axis=1) * 1e6
+
+
+def test_real_biosemi_windows_are_the_recordings_own_samples(real_bids):
+    """2048 Hz BioSemi: one window per Status trigger; bins and baseline recomputed from the samples.
+
+    The samples are the converted file's (float32; their match with the BDF is test_convert_eeg's job).
+    """
+    original = mne.io.read_raw(real_bids / "sub-bs/eeg/sub-bs_task-biosemi_eeg.vhdr", verbose="error")
+    onset = 589 / 2048
+    spec = EEGSpec(reference=None, l_freq=None, h_freq=None, window=(-0.1, 0.2), baseline=(-0.1, 0.0), bin_width=0.1)
+    eeg = load_eeg(real_bids, subject="bs", task="biosemi", spec=spec)
+    assert eeg.dims == ("frame", "time", "channel") and eeg.sizes == {"frame": 1, "time": 3, "channel": 72}
+    np.testing.assert_allclose(eeg["time"], [-0.05, 0.05, 0.15], atol=1e-3)
+    assert list(eeg["trial_type"].values) == ["128"] and eeg["value"].values.tolist() == [128]
+    np.testing.assert_allclose(eeg["onset"], [onset])
+    picks = list(eeg["channel"].values)
+    assert "Status" not in picks
+    baseline = _direct(original, onset, -0.1, 0.0, picks)
+    for b, (start, stop) in enumerate([(-0.1, 0.0), (0.0, 0.1), (0.1, 0.2)]):
+        np.testing.assert_allclose(eeg.values[0, b], _direct(original, onset, start, stop, picks) - baseline, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(eeg.values[0, 0], 0.0, atol=1e-3)  # the baseline bin minus itself
+    power = load_eeg(real_bids, subject="bs", task="biosemi", spec=EEGSpec(
+        reference=None, l_freq=None, h_freq=None, window=(0.0, 0.05), baseline=(-0.1, 0.0), feature="power"))
+    samples = original.get_data(picks=picks, start=589, stop=589 + round(0.05 * 2048)) * 1e6
+    expected = ((samples - baseline[:, None]) ** 2).mean(axis=1)
+    np.testing.assert_allclose(power.values[0], expected, rtol=1e-5, atol=1e-4)
+    assert power.dims == ("frame", "channel") and power.attrs["units"] == "uV^2"
+
+
+def test_real_trigger_and_marker_selection(real_bids, data_dir):
+    triggers = load_eeg(real_bids, subject="st", task="triggers", spec=EEGSpec(event_values="1", window=(0.0, 0.2)))
+    assert triggers.sizes == {"frame": 7, "channel": 3} and set(triggers["trial_type"].values) == {"1"}
+    by_value = load_eeg(real_bids, subject="st", task="triggers",
+                        spec=EEGSpec(event_column="value", event_values=[2, 4], window=(0.0, 0.2)))
+    assert list(by_value["trial_type"].values) == ["4", "2"] and np.isfinite(by_value.values).all()
+    markers = mne.io.read_raw(data_dir / "brainvision_test/test.vhdr", verbose="error").annotations
+    s253 = load_eeg(real_bids, subject="bv", task="markers", spec=EEGSpec(event_values="Stimulus/S253"))
+    assert s253.sizes["frame"] == list(markers.description).count("Stimulus/S253") == 2
+    np.testing.assert_allclose(s253["onset"], markers.onset[markers.description == "Stimulus/S253"], atol=1e-3)
+    every = load_eeg(real_bids, subject="bv", task="markers")
+    assert every.sizes == {"frame": 13, "channel": 26} and np.all(np.diff(every["onset"]) >= 0)
+
+
+def test_real_brainvision_events_embed_to_a_frame_derivative(real_bids, tmp_path):
+    from b2m_neuro.derivative import Derivative
+    from b2m_neuro.embedding import embed
+
+    eeg = load_eeg(real_bids, subject="bv", task="markers", spec=EEGSpec(window=(0.0, 0.2)))
+    embedded = embed([eeg], method="pca", output_dimension=4, progress=False)
+    derivative = Derivative.create(tmp_path / "b2m-pca", embedded, method="pca", params=embedded[0].attrs["embedding_params"],
+                                   source_datasets=[eeg.attrs["source_file"]], progress=False)
+    stored = Derivative.open(derivative.root).datasets()[0]
+    assert derivative.kind == "frames" and stored["embedding"].shape == (13, 4) and stored.attrs["task"] == "markers"
+    assert list(stored["trial_type"].values) == list(eeg["trial_type"].values)
+    np.testing.assert_allclose(stored["onset"], eeg["onset"])
+
+
+def _edit_copy(root, tmp_path, pattern, edit):
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    (path,) = copy.rglob(pattern)
+    edit(path)
+    return copy
+
+
+def test_sidecars_that_disagree_with_the_recording_raise(real_bids, tmp_path):
+    def drop_a_channel(path):
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        table.iloc[:-1].to_csv(path, sep="\t", index=False)
+
+    copy = _edit_copy(real_bids, tmp_path / "a", "sub-st_*_channels.tsv", drop_a_channel)
+    with pytest.raises(AdapterError) as error:
+        load_eeg(copy, subject="st", task="triggers")
+    assert error.value.field == "channels.tsv rows" and "lists 3 channels" in str(error.value) and "holds 4" in str(error.value)
+
+    def wrong_rate(path):
+        path.write_text(path.read_text().replace('"SamplingFrequency": 2048.0', '"SamplingFrequency": 2000'))
+
+    copy = _edit_copy(real_bids, tmp_path / "b", "sub-bs_*_eeg.json", wrong_rate)
+    with pytest.raises(AdapterError) as error:
+        load_eeg(copy, subject="bs", task="biosemi")
+    assert error.value.field == "SamplingFrequency" and "2048" in error.value.fix and error.value.file.endswith("_eeg.json")
+
+
+def test_spec_from_toml_like_python_and_unknown_keys_refused(real_bids, tmp_path):
+    toml = tmp_path / "spec.toml"
+    toml.write_text('event_values = ["1"]\nreference = "none"\nl_freq = "none"\nwindow = [-0.1, 0.3]\n'
+                    'baseline = [-0.1, 0.0]\nbin_width = 0.1\n')
+    python = EEGSpec(event_values="1", reference=None, l_freq=None, window=(-0.1, 0.3), baseline=(-0.1, 0.0), bin_width=0.1)
+    assert EEGSpec.from_toml(toml) == python and python.n_bins == 4
+    from_file = load_eeg(real_bids, subject="st", task="triggers", spec=toml)
+    np.testing.assert_array_equal(from_file.values, load_eeg(real_bids, subject="st", task="triggers", spec=python).values)
+    toml.write_text('event_type = "frame"\n')
+    with pytest.raises(AdapterError, match="unknown EEG spec fields") as error:
+        EEGSpec.from_toml(toml)
+    assert error.value.file == str(toml) and error.value.field == "spec.event_type"
+    toml.write_text("window = 3\n")
+    with pytest.raises(AdapterError, match="wrong type"):
+        EEGSpec.from_toml(toml)
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [({"bin_width": 0.03}, "spec.bin_width"), ({"bin_width": -0.1}, "spec.bin_width"),
+     ({"baseline": (0.0, -0.1)}, "spec.baseline"), ({"event_values": ()}, "spec.event_values")],
+)
+def test_bad_window_options_raise(options, field):
+    with pytest.raises(AdapterError) as error:
+        EEGSpec(**options)
+    assert error.value.field == field
+
+
+def test_bins_shorter_than_a_sample_and_baseline_outside_raise(real_bids):
+    with pytest.raises(AdapterError, match="shorter than one sample") as error:
+        load_eeg(real_bids, subject="st", task="triggers", spec=EEGSpec(window=(0.0, 0.01), bin_width=0.001))
+    assert error.value.field == "spec.bin_width"
+    with pytest.raises(AdapterError, match="outside the recording"):
+        load_eeg(real_bids, subject="bs", task="biosemi", spec=EEGSpec(baseline=(-0.5, 0.0)))

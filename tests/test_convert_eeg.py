@@ -227,3 +227,91 @@ def test_bad_labels_and_frame_types_raise(session, tmp_path):
                     bids_root=tmp_path / "out", subject="01", progress=False)
     assert error.value.field == "frames" and "uint8" in str(error.value)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "sfreq", "n_channels", "codes"),
+    [("test.bdf", 2048.0, 73, {"128": 1}), ("test_bdf_stim_channel.bdf", 500.0, 4, {"1": 7, "2": 1, "4": 1})],
+)
+def test_real_biosemi_files_convert_without_frames_from_the_status_channel(data_dir, tmp_path, name, sfreq, n_channels,
+                                                                           codes):
+    source = data_dir / "biosemi" / name
+    path = eeg_to_bids(source, stim_channel="Status", bids_root=tmp_path / "bids", subject="01", task="triggers",
+                       progress=False)
+    original = mne.io.read_raw(source, preload=True, verbose="error")
+    expected = mne.find_events(original, stim_channel="Status", shortest_event=1, verbose="error")
+    events = pd.read_csv(path.parent / "sub-01_task-triggers_events.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert events["trial_type"].value_counts().to_dict() == codes
+    assert list(events["value"].astype(int)) == list(expected[:, 2]) == list(events["trial_type"].astype(int))
+    np.testing.assert_allclose(events["onset"].astype(float), expected[:, 0] / sfreq, atol=1e-9)
+    assert list(events["sample"].astype(int)) == list(expected[:, 0])
+    assert json.loads(path.with_suffix(".json").read_text())["SamplingFrequency"] == sfreq
+    channels = pd.read_csv(path.parent / "sub-01_task-triggers_channels.tsv", sep="\t")
+    assert len(channels) == n_channels and channels.set_index("name").loc["Status", "type"] == "TRIG"
+    levels = json.loads((path.parent / "sub-01_task-triggers_events.json").read_text())["trial_type"]["Levels"]
+    assert levels == {code: f"trigger code {code} on channel Status" for code in codes}
+    converted = mne.io.read_raw(path, preload=True, verbose="error")
+    eeg = [original.ch_names.index(c) for c in original.ch_names if c != "Status"]
+    np.testing.assert_allclose(converted.get_data()[eeg], original.get_data()[eeg], rtol=1e-6, atol=1e-12)
+    assert validate(tmp_path / "bids") == []
+
+
+def test_real_brainvision_markers_become_events_without_frames(data_dir, tmp_path):
+    source = data_dir / "brainvision_test/test.vhdr"
+    path = eeg_to_bids(source, bids_root=tmp_path / "bids", subject="bv", task="markers", progress=False)
+    original = mne.io.read_raw(source, verbose="error").annotations
+    events = pd.read_csv(path.parent / "sub-bv_task-markers_events.tsv", sep="\t", keep_default_na=False)
+    kept = [i for i, d in enumerate(original.description) if d != "New Segment/"]  # mne-bids drops the segment start
+    assert list(events["trial_type"]) == [original.description[i] for i in kept] and len(events) == 13
+    np.testing.assert_allclose(events["onset"], original.onset[kept], atol=1e-3)
+    assert "stim_file" not in events and not (tmp_path / "bids/stimuli").exists()
+    assert validate(tmp_path / "bids") == []
+
+
+def test_events_table_rows_values_and_extra_columns(data_dir, tmp_path):
+    table = tmp_path / "events.tsv"
+    pd.DataFrame({"onset": [0.5, 1.5, 2.5], "duration": [0.1, "n/a", 0], "trial_type": ["go", "nogo", "go"],
+                  "value": [11, 12, 11], "response_time": [0.31, "n/a", 0.42]}).to_csv(table, sep="\t", index=False)
+    path = eeg_to_bids(data_dir / "brainvision_test/test.vhdr", events=table, bids_root=tmp_path / "bids",
+                       subject="bv", task="table", progress=False)
+    events = pd.read_csv(path.parent / "sub-bv_task-table_events.tsv", sep="\t", keep_default_na=False)
+    mine = events[events["trial_type"].isin(["go", "nogo"])]
+    assert list(mine["onset"]) == [0.5, 1.5, 2.5] and list(mine["value"]) == [11, 12, 11]
+    assert list(mine["duration"]) == [0.1, 0.0, 0.0] and list(mine["response_time"].astype(str)) == ["0.31", "n/a", "0.42"]
+    assert (events.loc[~events.index.isin(mine.index), "response_time"] == "n/a").all()
+    assert len(set(events["value"])) == len(set(events["trial_type"]))  # one code per trial type
+    sidecar = json.loads((path.parent / "sub-bv_task-table_events.json").read_text())
+    assert sidecar["trial_type"]["Levels"]["go"] == "event from events.tsv" and "response_time" in sidecar
+    assert validate(tmp_path / "bids") == []
+
+
+@pytest.mark.parametrize(
+    ("options", "field", "words"),
+    [
+        ({"stim_channel": "STI 014"}, "stim_channel", "no channel 'STI 014'"),
+        ({"stim_channel": "Cz"}, "stim_channel", "no trigger codes"),
+        ({"events": {"time": [1.0]}}, "onset", "'onset' column"),
+        ({"events": {"onset": [1.0, 99.0]}}, "onset", "outside the recording"),
+        ({"events": {"onset": [1.0, "soon"]}}, "onset", "not a number"),
+        ({"events": {"onset": [1.0, 2.0], "duration": [0.1, -1]}}, "duration", "negative"),
+        ({"events": {"onset": [1.0, 2.0], "trial_type": ["a", "b"], "value": [1, 1]}}, "value", "one to one"),
+        ({"events": {"onset": [1.0], "trial_type": ["1"]}, "stim_channel": "Status"}, "events", "both use"),
+        ({"events": "missing.tsv"}, "events", "does not exist"),
+    ],
+)
+def test_bad_events_raise_and_write_nothing(data_dir, tmp_path, options, field, words):
+    options = dict(options)
+    if isinstance(options.get("events"), dict):
+        table = tmp_path / "in" / "events.tsv"
+        table.parent.mkdir()
+        pd.DataFrame(options["events"]).to_csv(table, sep="\t", index=False)
+        options["events"] = table
+    elif "events" in options:
+        options["events"] = tmp_path / options["events"]
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ConversionError) as error:
+        eeg_to_bids(data_dir / "biosemi/test_bdf_stim_channel.bdf", bids_root=out / "bids", subject="01", progress=False,
+                    **options)
+    assert error.value.field == field and words in str(error.value)
+    assert list(out.iterdir()) == []

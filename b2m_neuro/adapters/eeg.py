@@ -534,13 +534,16 @@ def _chunk_features(
     if reference is not None:
         data -= data[[names.index(name) for name in reference]].mean(axis=0, keepdims=True)
     data = _band_pass(data[: len(channels)], sfreq, spec)
+    centre = data.mean(axis=1, keepdims=True)
+    data -= centre  # running sums of a large DC offset (BioSemi: ~0.3 V) would cost the features their precision
     rows = onsets - first
     means = _bin_means(data, rows, edges)  # (channels, events, bins)
-    level = 0.0 if baseline is None else _bin_means(data, rows, np.array(baseline))
+    # what to subtract from each event's centred samples: its baseline level, or minus the centre
+    offset = -centre[:, :, None] if baseline is None else _bin_means(data, rows, np.array(baseline))
     if spec.feature == "mean":
-        features = means - level
-    else:  # mean of (x - level)^2 = mean(x^2) - 2 level mean(x) + level^2
-        features = _bin_means(data**2, rows, edges) - 2 * level * means + level**2
+        features = means - offset
+    else:  # mean of (x - offset)^2 = mean(x^2) - 2 offset mean(x) + offset^2
+        features = _bin_means(data**2, rows, edges) - 2 * offset * means + offset**2
     return np.ascontiguousarray(np.transpose(features, (1, 2, 0)), dtype=np.float32)
 
 

@@ -366,17 +366,19 @@ def _gather_events(
     annotations = _shifted_annotations(raw)
     levels = dict.fromkeys(annotations.description, "annotation stored in the recording")
     codes: dict[str, int] = {}
+    table_types: set[str] = set()
     if events is not None:
         rows, codes = table_annotations(events, duration_s=raw.n_times / raw.info["sfreq"])
         name = Path(events).name if isinstance(events, str | os.PathLike) else "the events table given"
-        levels.update(dict.fromkeys(rows.description, f"event from {name}"))
+        table_types = set(rows.description)
+        levels.update(dict.fromkeys(table_types, f"event from {name}"))
         annotations += rows
     if stim_channel is not None:
         triggers, trigger_codes = trigger_annotations(raw, stim_channel, mask=trigger_mask, source=source)
-        clash = sorted(set(trigger_codes) & set(codes))
+        clash = sorted(set(trigger_codes) & table_types) or sorted(set(trigger_codes.values()) & set(codes.values()))
         if clash:
-            raise ConversionError(f"the events table and the trigger channel both use the trial types {clash}",
-                                  file=source, field="events", fix="rename those trial types in the events table")  # fmt: skip
+            raise ConversionError(f"the events table and the trigger channel both use the trial types or values {clash}",
+                                  file=source, field="events", fix="rename those trial types or values in the events table")  # fmt: skip
         codes.update(trigger_codes)
         levels.update({code: f"trigger code {code} on channel {stim_channel}" for code in trigger_codes})
         annotations += triggers
