@@ -45,3 +45,33 @@ def test_convert_eeg_bad_input_exits_2_with_a_message(data_dir, tmp_path, capsys
     message = capsys.readouterr().err
     assert "frame_times" in message and "outside the recording" in message and "Traceback" not in message
     assert not (tmp_path / "bids").exists()
+
+
+def test_convert_eeg_biosemi_status_without_frames(data_dir, tmp_path, capsys):
+    code = main(["convert", "eeg", str(data_dir / "biosemi/test_bdf_stim_channel.bdf"), "--stim-channel", "Status",
+                 "--trigger-mask", "65535", "--bids-root", str(tmp_path / "bids"), "--subject", "01", "--task",
+                 "triggers", "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "sub-01_task-triggers_eeg.vhdr" in out and "events: 9 (1 x7, 2 x1, 4 x1)" in out
+    eeg = load_eeg(tmp_path / "bids", subject="01", task="triggers", spec=EEGSpec(event_values="1", window=(0.0, 0.2)))
+    assert eeg.sizes == {"frame": 7, "channel": 3} and np.isfinite(eeg.values).all()
+
+
+def test_convert_eeg_with_an_events_table(data_dir, tmp_path, capsys):
+    table = tmp_path / "events.csv"
+    pd.DataFrame({"onset": [1.0, 2.0], "trial_type": ["cue", "probe"], "load": [2, 4]}).to_csv(table, index=False)
+    code = main(["convert", "eeg", str(data_dir / "brainvision_test/test.vhdr"), "--events", str(table),
+                 "--bids-root", str(tmp_path / "bids"), "--subject", "02", "--task", "table", "--quiet"])
+    assert code == 0 and "cue x1" in capsys.readouterr().out
+    eeg = load_eeg(tmp_path / "bids", subject="02", task="table", spec=EEGSpec(event_values=["cue", "probe"]))
+    assert list(eeg["load"].values) == [2, 4] and list(eeg["onset"].values) == [1.0, 2.0]
+
+
+def test_convert_eeg_bad_trigger_channel_exits_2(data_dir, tmp_path, capsys):
+    code = main(["convert", "eeg", str(data_dir / "biosemi/test.bdf"), "--stim-channel", "Trigger",
+                 "--bids-root", str(tmp_path / "bids"), "--subject", "01", "--quiet"])
+    assert code == 2
+    message = capsys.readouterr().err
+    assert "stim_channel" in message and "Status" in message and "Traceback" not in message
+    assert not (tmp_path / "bids").exists()
