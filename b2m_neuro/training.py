@@ -74,14 +74,15 @@ class TrainResult:
         return float(accuracy[-1]) if accuracy.size else float("nan")
 
     def summary(self) -> str:
-        """One line: model, alpha, epochs, final test accuracy and losses, divergence."""
-        last = self.history.dropna("epoch", subset=["test_accuracy"])
+        """One line: model, alpha, epochs, final test accuracy (test loss for the VAE) and losses, divergence."""
+        metric = "test_accuracy" if "test_accuracy" in self.history else "test_loss"
+        last = self.history.dropna("epoch", subset=[metric])
         if last.sizes["epoch"] == 0:
             return f"{self.config['model']} alpha={self.config['alpha']}: diverged in the first epoch"
         end = last.isel(epoch=-1)
         text = (f"{self.config['model']} alpha={self.config['alpha']} transfer={self.config['transfer']} "
-                f"control={self.config['control']}: {int(end.epoch)} epochs, test accuracy "
-                f"{float(end.test_accuracy):.3f}, task loss {float(end.task_loss):.4f}, "
+                f"control={self.config['control']}: {int(end.epoch)} epochs, {metric.replace('_', ' ')} "
+                f"{float(end[metric]):.{3 if metric == 'test_accuracy' else 5}f}, task loss {float(end.task_loss):.4f}, "
                 f"transfer loss {float(end.transfer_loss):.4f}, {float(end.wall_time):.1f} s")
         return text + (" (DIVERGED, stopped)" if self.diverged else "")
 
@@ -153,6 +154,9 @@ def train(
     model
         A registered model name (``"gru"``, the reference student) or any ``torch.nn.Module``
         mapping ``(batch, time, n_inputs)`` to ``(batch, time)`` outputs, with ``align_layer``.
+        ``"vae"`` (or ``scenes=`` in the options): the VAE student reconstructing the scenes of the
+        image folder ``scenes=`` guided by a frame derivative (:func:`b2m_neuro.scene_training.train_scenes`,
+        whose options and defaults apply).
     alpha
         Weight of the transfer loss in ``(1 - alpha) * L_task + alpha * L_transfer``, in [0, 1].
     control
@@ -205,6 +209,10 @@ def train(
     >>> result = b2m_neuro.train("derivatives/b2m-cebra", alpha=0.012, epochs=150)  # doctest: +SKIP
     >>> result.history.test_accuracy.plot()  # doctest: +SKIP
     """
+    if model == "vae" or "scenes" in options:  # the VAE student on scene reconstruction
+        from b2m_neuro.scene_training import train_scenes
+
+        return train_scenes(derivative, model, alpha=alpha, control=control, device=device, progress=progress, **options)
     prepared = prepare_run(derivative, model, alpha=alpha, control=control, device=device, task=task,
                            align_layer=align_layer, **options)
     [(history, diverged)] = fit_runs([prepared.run], device=prepared.device, progress=progress)

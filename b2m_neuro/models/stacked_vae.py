@@ -72,7 +72,9 @@ class StackedVAEs:
         return vmap(self._call)(self.params, self.buffers, images, draws)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Training-mode latent mean (encoder dropout on) of run r for ``images[r]``: ``(R, B, L)``."""
+        """Training-mode latent mean (encoder dropout on, batch statistics) of run r for ``images[r]``:
+        ``(R, B, L)``. Like :meth:`forward` it updates the running batch-norm statistics: the network
+        sees both image sets in training, so its running statistics estimate both."""
         draws = self._draws(images.shape[1], encoder_only=True)
         self.base.train()
         return vmap(self._encode)(self.params, self.buffers, images, draws)

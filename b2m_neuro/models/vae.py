@@ -12,7 +12,8 @@ kernels, strides, padding      32: k4 s2; 64: k3 s2 p1; 128: k4 s2; 256: k3 s2  
                                (80 x 160 -> 39 x 79 -> 20 x 40 -> 9 x 19 -> 4 x 9)
 activation                     LeakyReLU after every convolution and hidden linear layer  original
 batch normalization            after the 64- and 256-channel convolutions (the latter is  original
-                               the seed's "last encoder convolution")                     (+ seed)
+                               the seed's "last encoder convolution"); these two          (+ seed)
+                               convolutions have no bias (batch normalization removes it)
 fully connected                one hidden layer of 1024 each way                          both
                                (9 * 4 * 256 -> 1024 -> mu, log sigma; latent -> 1024 ->
                                9 * 4 * 256)
@@ -109,7 +110,7 @@ class ReferenceVAE(nn.Module):
         widths = (int(n_inputs), *self.channels)
         self.encoder = nn.ModuleList()
         for (kernel, stride, padding, norm), c_in, c_out in zip(_CONVS, widths[:-1], widths[1:]):
-            layer = [nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding)]
+            layer = [nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=not norm)]
             self.encoder.append(nn.Sequential(*layer, *([nn.BatchNorm2d(c_out)] if norm else []), nn.LeakyReLU()))
         self.encoder_linear = nn.Sequential(nn.Linear(flat, hidden), nn.LeakyReLU())
         self.mu = nn.Linear(hidden, latent_dim)

@@ -1,0 +1,111 @@
+"""Training the VAE student on CARLA scenes with EEG latent transfer: learning, transfer, batching, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+import b2m_neuro
+from b2m_neuro.derivative import Derivative
+from b2m_neuro.errors import TrainingError
+from b2m_neuro.models.vae import ReferenceVAE
+from b2m_neuro.scene_training import SCENE_HISTORY_VARIABLES, fit_scene_runs, prepare_scene_run
+from b2m_neuro.tasks.scenes import SceneTask, read_images
+from b2m_neuro.training import TrainResult
+from scene_data import CARLA_SCENES, SMALL_VAE, driving_derivative
+
+FAST = dict(scenes=CARLA_SCENES, lr=3e-3, batch_size=2, pair_batch=48, device="cpu", progress=False, **SMALL_VAE)
+
+
+@pytest.fixture(scope="module")
+def derivative(tmp_path_factory):
+    return driving_derivative(tmp_path_factory.mktemp("driving"))
+
+
+@pytest.fixture(scope="module")
+def baseline(derivative):
+    return b2m_neuro.train(derivative, "vae", alpha=0.0, epochs=4, **FAST)
+
+
+def _untrained_test_loss(result: TrainResult) -> float:
+    torch.manual_seed(result.config["seed"])
+    options = dict(result.config["model_options"])
+    network = ReferenceVAE(options.pop("n_inputs"), options.pop("latent_dim"), **options).eval()
+    images = torch.as_tensor(read_images(SceneTask(CARLA_SCENES).split()[1])).float() / 255
+    with torch.no_grad():
+        return float(((network(images)[0] - images) ** 2).mean())
+
+
+def test_a_short_training_lowers_the_test_loss(baseline):
+    history = baseline.history
+    assert set(SCENE_HISTORY_VARIABLES) <= set(history.data_vars) and history.sizes["epoch"] == 4
+    assert not baseline.diverged and np.isfinite(history.test_loss).all()
+    before = _untrained_test_loss(baseline)
+    print(f"test loss: untrained {before:.5f}, after 4 epochs {float(history.test_loss[-1]):.5f}")
+    assert float(history.test_loss[-1]) < 0.8 * before
+    assert float(history.test_loss[-1]) < float(history.test_loss[0])
+    assert baseline.config["model"] == "vae" and baseline.config["transfer"] == "latent"
+    assert baseline.config["n_train_images"] == 16 and baseline.config["n_frames"] == 48
+    assert "test loss" in baseline.summary()
+
+
+def test_latent_transfer_lowers_the_latent_mse_against_alpha_0(derivative, baseline):
+    guided = b2m_neuro.train(derivative, "vae", alpha=0.9, epochs=4, **FAST)
+    mse0, mse = float(baseline.history.latent_mse[-1]), float(guided.history.latent_mse[-1])
+    print(f"latent MSE on H: alpha 0 {mse0:.3f}, alpha 0.9 {mse:.3f}")
+    assert mse < 0.97 * mse0
+    assert float(guided.history.transfer_loss[-1]) < 0.8 * float(baseline.history.transfer_loss[-1])
+    # the same seed: the same initial weights and image order, so the first epoch's task losses are close
+    assert float(guided.history.task_loss[0]) == pytest.approx(float(baseline.history.task_loss[0]), rel=0.05)
+
+
+def test_batched_runs_equal_one_at_a_time_runs(derivative):
+    settings = [dict(alpha=0.0, seed=0), dict(alpha=0.5, seed=1), dict(alpha=0.2, seed=0, control="shuffled",
+                                                                        weight_decay=1e-3)]
+    options = {k: v for k, v in FAST.items() if k != "progress"} | {"epochs": 2, "n_train": 6, "pair_batch": 16}
+    alone = []
+    for setting in settings:
+        prepared = prepare_scene_run(derivative, "vae", **options, **setting)
+        [(history, diverged)] = fit_scene_runs([prepared.run], progress=False)
+        alone.append((history, prepared.run.network.state_dict()))
+    together = [prepare_scene_run(derivative, "vae", **options, **setting) for setting in settings]
+    outcomes = fit_scene_runs([p.run for p in together], progress=False)
+    assert len({id(p.run.data) for p in together}) == 3  # separate data objects, equal images: one group
+    for (history, weights), (batched, diverged), prepared in zip(alone, outcomes, together):
+        assert not diverged
+        for name in ("task_loss", "transfer_loss", "test_loss", "latent_mse"):
+            np.testing.assert_allclose(batched[name].values, history[name].values, rtol=1e-3, err_msg=name)
+        for name, value in prepared.run.network.state_dict().items():
+            torch.testing.assert_close(value, weights[name], rtol=1e-3, atol=1e-4, msg=name)
+    assert not np.allclose(alone[0][0].test_loss, alone[1][0].test_loss)  # the runs do differ
+
+
+def test_a_saved_run_loads_back(baseline, tmp_path):
+    path = baseline.save(tmp_path / "run")
+    loaded = TrainResult.load(path)
+    assert isinstance(loaded.model, ReferenceVAE) and loaded.model.image_size == (80, 160)
+    for name, value in baseline.model.state_dict().items():
+        torch.testing.assert_close(loaded.model.state_dict()[name], value)
+    np.testing.assert_allclose(loaded.history.test_loss, baseline.history.test_loss)
+
+
+def test_a_model_whose_latent_differs_from_the_derivative_is_an_error(derivative):
+    with pytest.raises(TrainingError, match="latent has 5 dimensions but the EEG embedding has 8"):
+        b2m_neuro.train(derivative, ReferenceVAE(3, 5, **SMALL_VAE), alpha=0.1, scenes=CARLA_SCENES, progress=False)
+    with pytest.raises(TrainingError, match="takes 40 x 80 images"):
+        b2m_neuro.train(derivative, ReferenceVAE(3, 8, image_size=(40, 80), **SMALL_VAE), alpha=0.1,
+                        scenes=CARLA_SCENES, progress=False)
+    with pytest.raises(TrainingError, match="image_size"):
+        b2m_neuro.train(derivative, "vae", alpha=0.1, scenes=CARLA_SCENES, image_size=(40, 80), progress=False)
+
+
+def test_other_bad_input_is_a_clear_error(derivative, tmp_path):
+    with pytest.raises(TrainingError, match="needs the folder of its training scenes"):
+        b2m_neuro.train(derivative, "vae", alpha=0.1)
+    with pytest.raises(TrainingError, match="latent transfer"):
+        b2m_neuro.train(derivative, "vae", alpha=0.1, scenes=CARLA_SCENES, transfer="contrastive")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TrainingError, match="no train images"):
+        b2m_neuro.train(derivative, "vae", alpha=0.1, scenes=tmp_path / "empty", progress=False)
+    trials = Derivative.open(derivative).datasets()[0].rename(frame="trial")
+    with pytest.raises(TrainingError, match="not a frame embedding"):
+        b2m_neuro.train([trials], "vae", alpha=0.1, scenes=CARLA_SCENES)
