@@ -105,7 +105,7 @@ class PreparedSceneRun:
                            versions=_versions(), diverged=diverged)
 
 
-def train_scenes(derivative: Any, model: Any = "vae", *, alpha: float, scenes: str | os.PathLike,
+def train_scenes(derivative: Any, model: Any = "vae", *, alpha: float, scenes: str | os.PathLike | None = None,
                  control: str | None = None, device: str = "auto", progress: bool = True, **options: Any) -> TrainResult:
     """Train the VAE student on ``scenes`` guided by the frame EEG embedding of ``derivative``.
 
@@ -130,7 +130,7 @@ def train_scenes(derivative: Any, model: Any = "vae", *, alpha: float, scenes: s
     return prepared.result(history, diverged)
 
 
-def prepare_scene_run(derivative: Any, model: Any = "vae", *, alpha: float, scenes: str | os.PathLike,
+def prepare_scene_run(derivative: Any, model: Any = "vae", *, alpha: float, scenes: str | os.PathLike | None = None,
                       control: str | None = None, device: str = "auto", progress: bool = False,
                       **options: Any) -> PreparedSceneRun:
     """Everything :func:`train_scenes` does before the loop: check the options, read the derivative
@@ -139,6 +139,9 @@ def prepare_scene_run(derivative: Any, model: Any = "vae", *, alpha: float, scen
 
     from b2m_neuro.training import _device
 
+    if scenes is None:
+        raise TrainingError("the VAE student needs the folder of its training scenes", field="scenes",
+                            fix="pass scenes='<image folder>' (e.g. the CARLA scenes: train/class1/*.png, test/class1/*.png)")
     config_fields = {field.name for field in dataclasses.fields(TrainConfig)}
     task_fields = set(inspect.signature(SceneTask).parameters) - {"scenes"}
     config = TrainConfig(alpha=alpha, **(SCENE_DEFAULTS | {k: v for k, v in options.items() if k in config_fields}))
