@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ import xarray as xr
 from b2m_neuro._util.files import sha256
 from b2m_neuro._util.progress import track
 from b2m_neuro.adapters.spec import TeacherSpec
+from b2m_neuro.adapters.trial_table import TrialTable, as_text
 from b2m_neuro.errors import AdapterError
 from b2m_neuro.sources import SourceFile
 
@@ -39,7 +41,6 @@ __all__ = ["load_spikes", "TrialBins", "spike_rates", "causal_filter"]
 # intervals table, are taken to be in milliseconds (or samples).
 _MAX_PLAUSIBLE_SECONDS = 1e5
 _MAX_RATIO_TO_INTERVALS = 500.0
-_RESERVED_COORDS = ("trial", "time", "phase", "unit", "brain_area", "session", "subject")
 _DEFAULT_CHUNK_BYTES = 64 << 20
 _TIME_DESCRIPTIONS = {
     "seconds": "bin centre, seconds from the alignment event",
@@ -63,17 +64,26 @@ class TrialBins:
         bin (a window's last edge, the gap between the pre and post windows).
     inv_width
         ``(trial, time)`` 1 / bin width (1/s) of each output bin: counts times this are rates in Hz.
+    slot_weight
+        ``(trial * time + 1,)`` float64: ``inv_width`` flattened, then 0 for the "no bin" slot.
     groups
         ``(rows, flat_edges)`` pairs: trials whose windows do not overlap, and their edges
         flattened into one sorted vector.
+    slots
+        Per group, ``(len(flat_edges) + 1,)`` int32: the flat ``trial * n_time + time`` index of
+        the bin starting at each flattened edge, or ``n_trials * n_time`` (a "no bin" slot) for
+        edges that start no bin; the extra last entry is that slot too, for spikes before the
+        first edge (a search position of -1).
     n_time
-        Number of output time points per trial.
+        Number of binned time points per trial.
     """
 
     edges: np.ndarray
     edge_bin: np.ndarray
     inv_width: np.ndarray
+    slot_weight: np.ndarray
     groups: tuple[tuple[np.ndarray, np.ndarray], ...]
+    slots: tuple[np.ndarray, ...]
     n_time: int
 
     @classmethod
@@ -82,8 +92,15 @@ class TrialBins:
         edges = np.ascontiguousarray(edges, dtype=np.float64)
         widths = np.diff(edges, axis=1)[:, edge_bin[:-1] >= 0]
         inv_width = np.divide(1.0, widths, out=np.zeros_like(widths), where=widths > 0)
+        edge_bin = np.asarray(edge_bin)
+        n_time = int(edge_bin.max()) + 1
         groups = tuple((rows, edges[rows].ravel()) for rows in _non_overlapping_groups(edges[:, 0], edges[:, -1]))
-        return cls(edges, np.asarray(edge_bin), inv_width, groups, int(edge_bin.max()) + 1)
+        no_bin = len(edges) * n_time
+        slots = tuple(
+            np.append(np.where(edge_bin >= 0, rows[:, None] * n_time + edge_bin, no_bin).ravel(), no_bin).astype(np.int32)
+            for rows, _ in groups
+        )
+        return cls(edges, edge_bin, inv_width, np.append(inv_width.ravel(), 0.0), groups, slots, n_time)
 
     @property
     def n_trials(self) -> int:
@@ -104,18 +121,24 @@ def _non_overlapping_groups(starts: np.ndarray, stops: np.ndarray) -> list[np.nd
 
 
 def bin_layout(spec: TeacherSpec) -> np.ndarray:
-    """Output time index per edge of a trial (``edge_bin`` of :class:`TrialBins`) for ``spec``."""
-    parts = []
-    if spec.pre is not None:
-        parts += [np.arange(spec.n_pre), [-1]]
-    parts += [spec.n_pre + np.arange(spec.post.n_bins), [-1]]
+    """Binned time index per edge of a trial (``edge_bin`` of :class:`TrialBins`) for ``spec``:
+    the history bins (``spec.n_history``, dropped after filtering), then the pre and post bins."""
+    parts, first = [], 0
+    for n_bins in (spec.n_history, spec.n_pre, spec.post.n_bins):
+        if n_bins:
+            parts += [first + np.arange(n_bins), [-1]]
+            first += n_bins
     return np.concatenate(parts).astype(np.int64)
 
 
 def trial_edges(spec: TeacherSpec, align_times: np.ndarray, reaction_times: np.ndarray | None = None) -> np.ndarray:
-    """Absolute bin edges ``(trial, edge)``: pre edges, then post edges (scaled by reaction time)."""
+    """Absolute bin edges ``(trial, edge)``: history edges (bins as wide as the first window's,
+    ending where it starts), pre edges, then post edges (scaled by reaction time)."""
     align_times = np.asarray(align_times, dtype=np.float64)[:, None]
     parts = []
+    if spec.n_history:
+        first = spec.first_window
+        parts.append(align_times + (first.start + first.bin_width * np.arange(-spec.n_history, 1))[None, :])
     if spec.pre is not None:
         parts.append(align_times + spec.pre.offsets()[None, :])
     if spec.post.kind == "fixed":
@@ -129,41 +152,47 @@ def chunk_rates(spikes: np.ndarray, labels: np.ndarray, n_units: int, bins: Tria
     """Firing rates (Hz, float32) ``(unit, trial, time)`` of the spikes of ``n_units`` units.
 
     ``spikes`` holds the spike times of all these units (any order), ``labels`` the unit (0 to
-    ``n_units - 1``) of each spike.
+    ``n_units - 1``) of each spike. Each spike's bin is one search in a group's sorted edges and
+    one look-up in its slots; spikes outside every window (NaN included) land in each unit's
+    "no bin" slot (weight 0), so no spike needs masking. One weighted ``bincount`` (each spike
+    weighs 1 / its bin's width) gives the rates: the work per bin is one write, the rest is per
+    spike, and spikes are far fewer than bins.
     """
-    n_edges = bins.edges.shape[1]
-    flat_index = []
-    for rows, flat_edges in bins.groups:
-        position = np.searchsorted(flat_edges, spikes, side="right") - 1
-        trial_in_group, edge = np.divmod(position, n_edges)
-        time_index = bins.edge_bin[edge]
-        inside = (position >= 0) & (time_index >= 0)
-        flat_index.append((labels[inside] * bins.n_trials + rows[trial_in_group[inside]]) * bins.n_time + time_index[inside])
-    counts = np.bincount(np.concatenate(flat_index), minlength=n_units * bins.n_trials * bins.n_time)
-    rates = np.empty((n_units, bins.n_trials, bins.n_time), dtype=np.float32)
-    np.multiply(counts.reshape(rates.shape), bins.inv_width, out=rates, casting="same_kind")
-    return rates
+    per_unit = bins.n_trials * bins.n_time + 1  # the bins, then the "no bin" slot
+    offsets = labels * per_unit
+    rates = None
+    for (_, flat_edges), slots in zip(bins.groups, bins.slots):
+        slot = slots[np.searchsorted(flat_edges, spikes, side="right") - 1]
+        group_rates = np.bincount(slot + offsets, weights=bins.slot_weight[slot], minlength=n_units * per_unit)
+        rates = group_rates if rates is None else np.add(rates, group_rates, out=rates)
+    out = np.empty((n_units, bins.n_trials, bins.n_time), dtype=np.float32)
+    np.copyto(out, rates.reshape(n_units, per_unit)[:, :-1].reshape(out.shape), casting="same_kind")
+    return out
 
 
-def causal_filter(rates: np.ndarray, kernel: np.ndarray, *, block: int = 256, out: np.ndarray | None = None) -> np.ndarray:
+def causal_filter(
+    rates: np.ndarray, kernel: np.ndarray, *, skip: int = 0, block: int = 256, out: np.ndarray | None = None
+) -> np.ndarray:
     """Causal FIR filter along the last axis: ``y[n] = sum_m kernel[m] * x[n - m]``, zeros before 0.
 
     One matrix product of all rows with the banded Toeplitz filter matrix (BLAS), taken in blocks
-    of ``block`` output columns so that long windows do not pay for the whole square matrix.
-    Written into ``out`` (same shape and dtype as ``rates``) when given.
+    of ``block`` output columns so that long windows do not pay for the whole square matrix. The
+    first ``skip`` outputs (history that only feeds the later ones) are not computed: the result
+    has ``rates.shape[-1] - skip`` columns. Written into ``out`` (that shape, ``rates``' dtype)
+    when given.
     """
     n_time = rates.shape[-1]
     length = len(kernel)
-    out = np.empty_like(rates) if out is None else out
+    out = np.empty((*rates.shape[:-1], n_time - skip), dtype=rates.dtype) if out is None else out
     if length == 1:
-        return np.multiply(rates, rates.dtype.type(kernel[0]), out=out)
+        return np.multiply(rates[..., skip:], rates.dtype.type(kernel[0]), out=out)
     lag = np.arange(n_time)[None, :] - np.arange(n_time)[:, None]  # column - row
     toeplitz = np.where((lag >= 0) & (lag < length), kernel[np.clip(lag, 0, length - 1)], 0.0).astype(rates.dtype)
     block = max(block, length)
-    for lo in range(0, n_time, block):
+    for lo in range(skip, n_time, block):
         hi = min(lo + block, n_time)
         first = max(0, lo - length + 1)
-        np.matmul(rates[..., first:hi], toeplitz[first:hi, lo:hi], out=out[..., lo:hi])
+        np.matmul(rates[..., first:hi], toeplitz[first:hi, lo:hi], out=out[..., lo - skip : hi - skip])
     return out
 
 
@@ -174,6 +203,7 @@ def spike_rates(
     bins: TrialBins,
     kernel: np.ndarray,
     *,
+    skip: int = 0,
     time_scale: float = 1.0,
     chunk_bytes: int = _DEFAULT_CHUNK_BYTES,
     progress: bool = False,
@@ -197,6 +227,9 @@ def spike_rates(
         The trials' bins (:class:`TrialBins`).
     kernel
         Causal filter weights (``[1.0]`` for none).
+    skip
+        Leading bins of each trial that are history: binned and filtered, then dropped (the
+        result has ``bins.n_time - skip`` time points).
     time_scale
         Factor turning stored spike times into seconds (0.001 for milliseconds).
     chunk_bytes
@@ -215,8 +248,9 @@ def spike_rates(
     spike_index = np.asarray(spike_index, dtype=np.int64)
     starts = np.concatenate([[0], spike_index[:-1]])
     units = np.asarray(units, dtype=np.int64)
-    out = np.empty((len(units), bins.n_trials, bins.n_time), dtype=np.float32)  # unit-major: chunks are contiguous
-    per_unit = bins.n_trials * bins.n_time * 12  # int64 counts + float32 rates
+    n_out = bins.n_time - skip
+    out = np.empty((len(units), bins.n_trials, n_out), dtype=np.float32)  # unit-major: chunks are contiguous
+    per_unit = bins.n_trials * bins.n_time * 12  # float64 weighted counts + float32 rates
     size = max(1, chunk_bytes // per_unit)
     chunks = [units[lo : lo + size] for lo in range(0, len(units), size)]
     done = 0
@@ -233,7 +267,7 @@ def spike_rates(
             spikes, labels = spikes[labels >= 0], labels[labels >= 0]
         non_finite[done : done + len(chunk)] = np.bincount(labels[~np.isfinite(spikes)], minlength=len(chunk))
         rates = chunk_rates(spikes, labels, len(chunk), bins)
-        causal_filter(rates.reshape(-1, bins.n_time), kernel, out=out[done : done + len(chunk)].reshape(-1, bins.n_time))
+        causal_filter(rates.reshape(-1, bins.n_time), kernel, skip=skip, out=out[done : done + len(chunk)].reshape(-1, n_out))
         done += len(chunk)
     _warn_non_finite(non_finite, units, source)
     return out.transpose(1, 2, 0)
@@ -314,23 +348,24 @@ def load_spikes(
         return rates
     with _opened(nwb) as (nwbfile, path):
         label = path if path is not None else "<NWBFile>"
-        table = _intervals_table(nwbfile, spec.intervals, label)
-        trials = _TrialColumns(table, spec, label)
+        tables = [(name, _intervals_table(nwbfile, name, label)) for name in spec.interval_tables]
+        trials = TrialTable(tables, spec, label)
         units = _units_table(nwbfile, label)
         spike_index = np.asarray(units.spike_times_index.data[:], dtype=np.int64)
         spike_data = units.spike_times.data  # h5py dataset: read one slice per chunk of units
         if not hasattr(spike_data, "shape"):  # an in-memory NWBFile holds a list
             spike_data = np.asarray(spike_data, dtype=np.float64)
         _check_time_unit(spike_data, spike_index, trials.span, spec, label)
-        areas = _unit_areas(units, spec.units.area_column)
-        selected = _select_units(spike_index, areas, trials.span, spec, label)
+        areas = _unit_areas(units, spec.units.area_column, label)
+        selected = _select_units(spike_data, spike_index, areas, trials.span, spec, label)
         bins = TrialBins.build(trial_edges(spec, trials.align, trials.reaction_times), bin_layout(spec))
         rates = spike_rates(
             spike_data,
             spike_index,
             selected,
             bins,
-            spec.filter.kernel(),
+            spec.kernel(),
+            skip=spec.n_history,
             time_scale=0.001 if spec.time_unit == "ms" else 1.0,
             chunk_bytes=chunk_bytes,
             progress=progress,
@@ -338,7 +373,7 @@ def load_spikes(
         )
         unit_ids = np.asarray(units.id.data[:])[selected]
         session = str(nwbfile.session_id or nwbfile.identifier or "")
-        subject = str(getattr(nwbfile.subject, "subject_id", None) or "")
+        subject = _subject_label(nwbfile, path)
         return _as_dataarray(rates, spec, trials, unit_ids, areas[selected], session, subject, path)
 
 
@@ -400,84 +435,6 @@ def _intervals_table(nwbfile: Any, name: str, file: Any) -> Any:
     )
 
 
-class _TrialColumns:
-    """Alignment times, reaction times and task columns of an intervals table, checked."""
-
-    def __init__(self, table: Any, spec: TeacherSpec, file: Any) -> None:
-        self.file = file
-        self.table_name = spec.intervals
-        self.table = table
-        self.ids = np.asarray(table.id.data[:])
-        if len(self.ids) == 0:
-            raise AdapterError("the intervals table has no rows", file=file, field=spec.intervals)
-        for name in spec.task_columns:
-            if name in _RESERVED_COORDS:
-                raise AdapterError(
-                    f"task column {name!r} clashes with an output coordinate", file=file, field="task_columns",
-                    fix=f"task columns cannot be named {', '.join(_RESERVED_COORDS)}",
-                )
-        missing = [name for name in spec.task_columns if name not in table.colnames]
-        if missing:
-            raise AdapterError(
-                f"the {spec.intervals} table lacks the task columns {missing}; its columns are: "
-                f"{', '.join(table.colnames)}",
-                file=file,
-                field="task_columns",
-                fix="list only columns the table has in the spec's task_columns (task_columns = [] keeps none)",
-            )
-        self.align = self._times(spec.align, positive=False)
-        self.reaction_times = None if spec.post.kind == "fixed" else self._times(spec.post.column, positive=True)
-        self.task = {name: self._column(name) for name in spec.task_columns}
-        start, stop = self._times("start_time", positive=False), self._times("stop_time", positive=False)
-        backwards = stop < start
-        if backwards.any():
-            raise AdapterError(
-                f"{backwards.sum()} interval(s) stop before they start ({_rows(self.ids[backwards])})",
-                file=file,
-                field=f"{spec.intervals}.stop_time",
-                fix="correct or drop those rows: each stop_time must be at or after its start_time",
-            )
-        self.span = float(np.max(stop) - np.min(start))
-
-    def _column(self, name: str) -> np.ndarray:
-        from hdmf.common import VectorIndex
-
-        if name not in self.table.colnames and name not in ("start_time", "stop_time"):
-            raise AdapterError(
-                f"the {self.table_name} table has no column {name!r}; its columns are: {', '.join(self.table.colnames)}",
-                file=self.file,
-                field=f"{self.table_name}.{name}",
-                fix="name an existing column in the spec",
-            )
-        column = self.table[name]
-        if isinstance(column, VectorIndex):
-            raise AdapterError(
-                f"column {name!r} holds lists (a ragged column) and cannot be a task variable",
-                file=self.file, field=f"{self.table_name}.{name}",
-            )
-        values = np.asarray(column.data[:])
-        return _text(values) if values.dtype.kind in "SO" else values
-
-    def _times(self, name: str, *, positive: bool) -> np.ndarray:
-        values = self._column(name)
-        if values.dtype.kind not in "iuf":
-            raise AdapterError(
-                f"column {name!r} must hold times in seconds, not {values.dtype} values",
-                file=self.file, field=f"{self.table_name}.{name}",
-            )
-        values = values.astype(np.float64)
-        bad = ~np.isfinite(values) | ((values <= 0) if positive else False)
-        if bad.any():
-            problem = "missing, NaN or <= 0" if positive else "missing or NaN"
-            raise AdapterError(
-                f"{bad.sum()} trial(s) have {problem} values in column {name!r} ({_rows(self.ids[bad])})",
-                file=self.file,
-                field=f"{self.table_name}.{name}",
-                fix="drop those trials from the table, or use a fixed post window",
-            )
-        return values
-
-
 def _units_table(nwbfile: Any, file: Any) -> Any:
     units = nwbfile.units
     if units is None or "spike_times" not in units.colnames:
@@ -508,23 +465,31 @@ def _check_time_unit(spike_data: Any, spike_index: np.ndarray, span: float, spec
         )
 
 
-def _rows(ids: np.ndarray) -> str:
-    """``"rows 3, 17"``: the first ten row ids, and how many more."""
-    more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
-    return "rows " + ", ".join(str(r) for r in ids[:10]) + more
+def _subject_label(nwbfile: Any, path: Path | None) -> str:
+    """The file's ``subject_id``; without one (no Subject, or an empty id), the ``sub-<label>`` of
+    a DANDI/BIDS-style file name (``sub-P1_ses-2_ecephys.nwb`` -> ``P1``), else ``"unknown"``,
+    with a warning naming the label used."""
+    subject_id = str(getattr(nwbfile.subject, "subject_id", None) or "").strip()
+    if subject_id:
+        return subject_id
+    match = re.match(r"sub-([A-Za-z0-9]+)", path.name) if path is not None else None
+    label = match.group(1) if match else "unknown"
+    warnings.warn(
+        f"{path if path is not None else '<NWBFile>'}: general/subject: the file has no subject_id; the subject "
+        f"is labelled {label!r} ({'from the file name' if match else 'no sub-<label> in the file name'}). "
+        "Fix: add a Subject with subject_id to the file to name the subject",
+        UserWarning,
+        stacklevel=3,
+    )
+    return label
 
 
-def _text(values: Any) -> np.ndarray:
-    """Text values as a str array, whether the file stores them as bytes or str."""
-    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=str)
-
-
-def _unit_areas(units: Any, column: str) -> np.ndarray:
+def _unit_areas(units: Any, column: str, file: Any) -> np.ndarray:
     """Brain area per unit: the first known of the spec's column, ``location``, the electrode's
     ``location`` and its electrode group's ``location`` (a unit's first electrode), else "unknown".
     """
     areas = np.full(len(units.id.data[:]), "", dtype=object)
-    for candidate in _area_candidates(units, column):
+    for candidate in _area_candidates(units, column, file):
         unknown = _is_unknown(areas)
         if not unknown.any():
             break
@@ -537,20 +502,36 @@ def _is_unknown(areas: np.ndarray) -> np.ndarray:
     return np.isin(np.char.lower(areas.astype(str)), ("", "unknown"))
 
 
-def _area_candidates(units: Any, column: str) -> Iterator[np.ndarray]:
+def _area_candidates(units: Any, column: str, file: Any) -> Iterator[np.ndarray]:
     """Area per unit from each source in turn ("" where a source says nothing)."""
     for name in dict.fromkeys((column, "location")):
         if name in units.colnames:
-            yield _text(units[name].data[:]).astype(object)
+            yield as_text(units[name].data[:]).astype(object)
     if "electrodes" not in units.colnames:
         return
     first, electrodes = _first_electrodes(units["electrodes"])
+    _check_electrode_rows(first, len(electrodes.id.data[:]), file)
     has = first >= 0
     if "location" in electrodes.colnames:
-        yield _pick(_text(electrodes["location"].data[:]), first, has)
+        yield _pick(as_text(electrodes["location"].data[:]), first, has)
     if "group" in electrodes.colnames:
         groups = electrodes["group"].data[:]
-        yield _pick(_text([getattr(group, "location", "") or "" for group in groups]), first, has)
+        yield _pick(as_text([getattr(group, "location", "") or "" for group in groups]), first, has)
+
+
+def _check_electrode_rows(first: np.ndarray, n_electrodes: int, file: Any) -> None:
+    """Refuse units whose electrode is not a row of the electrodes table."""
+    bad = np.flatnonzero((first < -1) | (first >= n_electrodes))
+    if len(bad):
+        shown = ", ".join(f"units[{unit}] -> {first[unit]}" for unit in bad[:10]) + (" ..." if len(bad) > 10 else "")
+        raise AdapterError(
+            f"{len(bad)} unit(s) refer to electrodes that do not exist ({shown}); the electrodes table has "
+            f"{n_electrodes} rows",
+            file=file,
+            field="units.electrodes",
+            fix="re-export the file so that units.electrodes holds row numbers of the electrodes table "
+            f"(0 to {n_electrodes - 1}), or check it with nwbinspector",
+        )
 
 
 def _pick(values: np.ndarray, rows: np.ndarray, has: np.ndarray) -> np.ndarray:
@@ -578,14 +559,17 @@ def _first_electrodes(column: Any) -> tuple[np.ndarray, Any]:
     return first, column.target.table
 
 
-def _select_units(spike_index: np.ndarray, areas: np.ndarray, span: float, spec: TeacherSpec, file: Any) -> np.ndarray:
-    """Positions of the units passing the region filter and the minimum mean rate (spikes / span)."""
+def _select_units(
+    spike_data: Any, spike_index: np.ndarray, areas: np.ndarray, span: float, spec: TeacherSpec, file: Any
+) -> np.ndarray:
+    """Positions of the units passing the region filter and the minimum mean rate (finite spikes /
+    span: NaN and infinite spike times do not count)."""
     keep = np.ones(len(spike_index), dtype=bool)
     if spec.units.regions:
         wanted = {region.lower() for region in spec.units.regions}
         keep &= np.array([area.lower() in wanted for area in areas], dtype=bool)
     if spec.units.min_rate > 0:
-        counts = np.diff(spike_index, prepend=0)
+        counts = np.diff(spike_index, prepend=0) - _non_finite_counts(spike_data, spike_index)
         keep &= counts / max(span, np.finfo(float).tiny) >= spec.units.min_rate
     if not keep.any():
         raise AdapterError(
@@ -598,10 +582,19 @@ def _select_units(spike_index: np.ndarray, areas: np.ndarray, span: float, spec:
     return np.flatnonzero(keep)
 
 
+def _non_finite_counts(spike_data: Any, spike_index: np.ndarray, *, block: int = 1 << 22) -> np.ndarray:
+    """NaN or infinite spike times per unit, reading the spike data in blocks of ``block`` values."""
+    counts = np.zeros(len(spike_index), dtype=np.int64)
+    for lo in range(0, int(spike_index[-1]) if len(spike_index) else 0, block):
+        bad = lo + np.flatnonzero(~np.isfinite(np.asarray(spike_data[lo : lo + block], dtype=np.float64)))
+        counts += np.bincount(np.searchsorted(spike_index, bad, side="right"), minlength=len(spike_index))
+    return counts
+
+
 def _as_dataarray(
     rates: np.ndarray,
     spec: TeacherSpec,
-    trials: _TrialColumns,
+    trials: TrialTable,
     unit_ids: np.ndarray,
     areas: np.ndarray,
     session: str,
@@ -622,7 +615,7 @@ def _as_dataarray(
     attrs = {
         "units": "Hz",
         "spec": spec.to_json(),
-        "filter_weights": json.dumps(spec.filter.kernel().tolist()),
+        "filter_weights": json.dumps(spec.kernel().tolist()),
         "source_file": "" if path is None else str(path.resolve()),
         "source_sha256": "" if path is None else sha256(path),
         "subject": subject,
