@@ -315,3 +315,10 @@ def test_bad_events_raise_and_write_nothing(data_dir, tmp_path, options, field, 
                     **options)
     assert error.value.field == field and words in str(error.value)
     assert list(out.iterdir()) == []
+
+
+def test_frames_without_frame_times_raise(session, tmp_path):
+    with pytest.raises(ConversionError) as error:
+        eeg_to_bids(session.raw, frames=session.frames, bids_root=tmp_path / "out", subject="01", progress=False)
+    assert error.value.field == "frame_times" and "without frame_times" in str(error.value)
+    assert list(tmp_path.iterdir()) == []
