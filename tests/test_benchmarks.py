@@ -41,3 +41,13 @@ def test_gpu_benchmark_runs_at_small_size_on_the_cpu(capsys, monkeypatch):
     assert "projected reference study (320 runs x 150 epochs)" in printed
     # 320 runs x 150 epochs x 566.7 episodes at 1 run-epoch per second on 8 episodes
     assert bench_gpu.projected_hours(1.0, 8) == pytest.approx(320 * 150 * (17 * 400 / 12) / 8 / 3600)
+
+
+def test_vae_benchmark_runs_at_small_size_on_the_cpu(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench_vae = importlib.import_module("bench_vae")
+    bench_vae.main(["--small", "--device", "cpu", "--runs", "1", "2", "--steps", "1", "--batch", "4", "--pair-batch", "8"])
+    printed = capsys.readouterr().out
+    assert re.search(r"^\s+2\s+[\d.]+ im/s\s+[\d.]+ im/s\s+[\d.]+x", printed, re.MULTILINE)  # R = 2: rates and ratio
+    # 220 runs x 100 epochs x 12,000 scenes at 1,000 scenes per second
+    assert bench_vae.projected_hours(1000.0) == pytest.approx(220 * 100 * 12_000 / 1000 / 3600)
