@@ -168,3 +168,159 @@ def _write_matlab(group, name: str, value) -> None:
     else:
         dataset = group.create_dataset(name, data=array.T.astype(np.float64))
     dataset.attrs["MATLAB_class"] = np.bytes_("logical" if array.dtype == bool else "double")
+
+
+# --------------------------------------------------------------------------------------------
+# NWB files in the layouts of public DANDI human single-neuron memory datasets (column names as
+# the datasets' own NWB files hold them; see each preset's header in b2m_neuro/adapters/presets/)
+
+DANDI_AREAS = ["Left Hippocampus", "Right Amygdala", "Left Hippocampus"]
+
+
+def dandi_units_file(*, duration: float, seed: int, subject: bool = True, **file_options):
+    """An NWBFile with 3 units on 3 microwires (areas in the electrodes' location only, as in the
+    Rutishauser-lab releases), Poisson spike trains over ``duration`` s; returns (file, trains)."""
+    from pynwb import NWBFile
+    from pynwb.file import Subject
+
+    rng = np.random.default_rng(seed)
+    nwbfile = NWBFile("DANDI layout test", f"layout-{seed}", SESSION_START, session_id="2",
+                      subject=Subject(subject_id="P7", species="Homo sapiens") if subject else None, **file_options)
+    device = nwbfile.create_device("Neuralynx-cheetah")
+    for channel, area in enumerate(DANDI_AREAS):
+        group = nwbfile.create_electrode_group(f"microwires-{channel}", "Behnke-Fried bundle", location=area, device=device)
+        nwbfile.add_electrode(location=area, group=group, x=0.0, y=0.0, z=0.0, imp=np.nan, filtering="300-3000Hz")
+    trains = [np.sort(rng.uniform(0.0, duration, rng.poisson(rate * duration))) for rate in (8.0, 3.0, 15.0)]
+    for unit, spikes in enumerate(trains):
+        nwbfile.add_unit(spike_times=spikes, electrodes=[unit])
+    return nwbfile, trains
+
+
+def write_nwb(nwbfile, path: Path) -> Path:
+    from pynwb import NWBHDF5IO
+
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwbfile)
+    return path
+
+
+def write_dandi_000004(path: Path, *, n_study: int = 6, n_test: int = 8, seed: int = 0) -> tuple[pd.DataFrame, list]:
+    """A DANDI:000004 recognition session: learn trials, then recog trials (half old, one unanswered)."""
+    rng = np.random.default_rng(seed)
+    n = n_study + n_test
+    onsets = 3.0 + 4.0 * np.arange(n)
+    images = [f"newolddelay\\animals\\{i}.jpg" for i in range(n_study)]
+    old = rng.permutation(np.arange(n_test) < n_test // 2)
+    test_images = [images[i % n_study] if is_old else f"newolddelay\\cars\\{i}.jpg" for i, is_old in enumerate(old)]
+    confident = rng.integers(1, 4, n_test)
+    answers = np.where(old, 33 + confident, 34 - confident)  # mostly right: old -> 34-36, new -> 31-33
+    answers[1] = 0  # no answer
+    table = pd.DataFrame({
+        "start_time": onsets, "stop_time": onsets + 3.0, "stim_on_time": onsets, "stim_off_time": onsets + 1.0,
+        "delay1_time": onsets + 1.5, "delay2_time": onsets + 3.0,
+        "stim_phase": ["learn"] * n_study + ["recog"] * n_test,
+        "stimCategory": rng.integers(1, 6, n).astype(np.uint8),
+        "category_name": [image.split("\\")[1] for image in images + test_images],
+        "external_image_file": images + test_images,
+        "new_old_labels_recog": ["NA"] * n_study + ["0" if is_old else "1" for is_old in old],
+        "response_value": np.concatenate([rng.integers(0, 2, n_study), answers]).astype(float),
+        "response_time": onsets + 1.5 + rng.uniform(0.3, 1.2, n),
+    })
+    nwbfile, trains = dandi_units_file(duration=onsets[-1] + 5.0, seed=seed)
+    for column in table.columns[2:]:
+        nwbfile.add_trial_column(column, f"{column} (DANDI:000004 layout)")
+    for row in table.to_dict("records"):
+        nwbfile.add_trial(**row)
+    write_nwb(nwbfile, path)
+    return table, trains
+
+
+def write_dandi_000207(path: Path, *, n_clips: int = 5, n_frames: int = 8, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, list]:
+    """A DANDI:000207 session: an encoding_table of video clips and a recognition_table of frames
+    (targets and foils, one unanswered); units.electrodes stored without an index, as in the release."""
+    from pynwb.epoch import TimeIntervals
+
+    rng = np.random.default_rng(seed)
+    clip_starts = 2.0 + 10.0 * np.arange(n_clips)
+    encoding = pd.DataFrame({
+        "start_time": clip_starts, "stop_time": clip_starts + 8.0, "fixcross_time": clip_starts - 1.0,
+        "Clip_name": [f"clip{i:02d}.mp4" for i in range(n_clips)],
+        "stimCategory": rng.integers(1, 4, n_clips).astype(np.uint8),
+        "ExperimentID": np.full(n_clips, 70.0),
+    })
+    frame_starts = clip_starts[-1] + 12.0 + 4.0 * np.arange(n_frames)
+    target = rng.permutation(np.arange(n_frames) < n_frames // 2).astype(np.uint8)
+    old_new = np.where(rng.random(n_frames) < 0.8, 2 - (1 - target), 1 + (1 - target)).astype(np.uint8)  # 2 old, 1 new
+    old_new[2] = 0  # no response
+    accuracy = np.where(old_new == 0, 0, np.where((old_new == 2) == (target == 1), 2, 1)).astype(np.uint8)
+    recognition = pd.DataFrame({
+        "start_time": frame_starts, "stop_time": frame_starts + 2.5, "fixcross_time": frame_starts - 0.5,
+        "frameName": [f"frame{i:02d}.jpg" for i in range(n_frames)],
+        "stimuli_type": target, "old_new": old_new, "accuracy": accuracy,
+        "confidence": rng.integers(1, 4, n_frames).astype(np.uint8),
+        "RT": rng.uniform(0.5, 2.0, n_frames),
+        "ExperimentID": np.full(n_frames, 71.0),
+    })
+    nwbfile, trains = dandi_units_file(duration=frame_starts[-1] + 4.0, seed=seed)
+    for name, frame in (("encoding_table", encoding), ("recognition_table", recognition)):
+        table = TimeIntervals(name=name, description=f"intervals for the {name.split('_')[0]} task")
+        for column in frame.columns[2:]:
+            table.add_column(column, f"{column} (DANDI:000207 layout)")
+        for row in frame.to_dict("records"):
+            table.add_row(**row)
+        nwbfile.add_time_intervals(table)
+    write_nwb(nwbfile, path)
+    drop_units_electrodes_index(path)
+    return encoding, recognition, trains
+
+
+def drop_units_electrodes_index(path: Path) -> None:
+    """Store units.electrodes as one electrode per unit without electrodes_index (pynwb always
+    writes the index; MatNWB and the NWB schema allow it without)."""
+    import h5py
+
+    with h5py.File(path, "r+") as handle:
+        units = handle["units"]
+        attrs, data = dict(units["electrodes"].attrs), units["electrodes"][()]
+        del units["electrodes"], units["electrodes_index"]
+        units.create_dataset("electrodes", data=data).attrs.update(attrs)
+
+
+STERNBERG_COLUMNS = {  # dataset -> (encoding picture id columns, probe picture id column)
+    "000469": (("loadsEnc1_PicIDs", "loadsEnc2_PicIDs", "loadsEnc3_PicIDs"), "loadsProbe_PicIDs"),
+    "000673": (("PicIDs_Encoding1", "PicIDs_Encoding2", "PicIDs_Encoding3"), "PicIDs_Probe"),
+}
+
+
+def write_sternberg(path: Path, dataset: str, *, n_trials: int = 9, seed: int = 0) -> tuple[pd.DataFrame, list]:
+    """A Sternberg working-memory session in the layout of DANDI:000469 or 000673: loads 1-3,
+    encoding/maintenance/probe/response times, picture ids (0 = no picture), probe in/out."""
+    rng = np.random.default_rng(seed)
+    encoding_columns, probe_column = STERNBERG_COLUMNS[dataset]
+    loads = np.resize([1, 2, 3], n_trials)
+    start = 2.0 + 9.0 * np.arange(n_trials)
+    pictures = np.array([rng.choice(np.arange(1, 6), 3, replace=False) for _ in range(n_trials)])
+    pictures[np.arange(3)[None, :] >= loads[:, None]] = 0
+    probe_in = rng.permutation(np.arange(n_trials) % 2 == 0)
+    probe = np.where(probe_in, pictures[:, 0], 6 + rng.integers(0, 3, n_trials))
+    encoding_on = start[:, None] + 1.0 + 1.2 * np.arange(3)[None, :]
+    encoding_on[pictures == 0] = np.nan
+    maintenance = start + 1.0 + 1.2 * loads
+    probe_time = maintenance + 2.5
+    response = probe_time + rng.uniform(0.4, 1.5, n_trials)
+    table = pd.DataFrame({
+        "start_time": start, "stop_time": response + 0.5, "loads": loads,
+        **{column: pictures[:, i] for i, column in enumerate(encoding_columns)}, probe_column: probe,
+        "probe_in_out": probe_in.astype(int), "response_accuracy": (rng.random(n_trials) < 0.9).astype(int),
+        "timestamps_FixationCross": start + 0.2,
+        **{f"timestamps_Encoding{i + 1}": encoding_on[:, i] for i in range(3)},
+        **{f"timestamps_Encoding{i + 1}_end": encoding_on[:, i] + 1.0 for i in range(3)},
+        "timestamps_Maintenance": maintenance, "timestamps_Probe": probe_time, "timestamps_Response": response,
+    })
+    nwbfile, trains = dandi_units_file(duration=table["stop_time"].max() + 2.0, seed=seed)
+    for column in table.columns[2:]:
+        nwbfile.add_trial_column(column, f"{column} (DANDI:{dataset} layout)")
+    for row in table.to_dict("records"):
+        nwbfile.add_trial(**row)
+    write_nwb(nwbfile, path)
+    return table, trains

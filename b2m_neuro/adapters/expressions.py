@@ -5,7 +5,8 @@ lists or tuples of constants (for ``in``), the comparisons ``== != < <= > >= in 
 ``and``, ``or``, ``not``, the arithmetic ``+ - * /``, and the functions ``isnan(x)`` and
 ``abs(x)``. It is parsed with :mod:`ast` and every node is checked against that list; nothing is
 ever passed to ``eval``, so an expression can read columns and nothing else. Evaluated on whole
-columns at once (numpy), it gives one boolean per row.
+columns at once (numpy), it gives one value per row: a boolean for a selection, or a number or
+text for a derived column (``+`` joins text).
 
 Examples
 --------
@@ -52,10 +53,11 @@ def check_expression(text: str) -> tuple[str, ...]:
     return tuple(sorted({node.id for node in ast.walk(_parse(text)) if isinstance(node, ast.Name)} - set(_FUNCTIONS)))
 
 
-def evaluate(text: str, column: Callable[[str], np.ndarray]) -> np.ndarray:
-    """Evaluate ``text`` with ``column(name)`` giving each column's values; a boolean array per row."""
+def evaluate(text: str, column: Callable[[str], np.ndarray], *, boolean: bool = True) -> np.ndarray:
+    """Evaluate ``text`` with ``column(name)`` giving each column's values: one value per row,
+    which must be true/false when ``boolean``."""
     result = np.asarray(_Evaluator(column).visit(_parse(text).body))
-    if result.dtype != bool:
+    if boolean and result.dtype != bool:
         raise ExpressionError(f"the expression gives {result.dtype} values, not true/false per trial")
     return result
 
@@ -117,6 +119,8 @@ class _Evaluator(ast.NodeVisitor):
 
     def visit_BinOp(self, node: ast.BinOp) -> np.ndarray:
         left, right = self.visit(node.left), self.visit(node.right)
+        if isinstance(node.op, ast.Add) and all(np.asarray(v).dtype.kind in "US" for v in (left, right)):
+            return np.char.add(np.asarray(left, dtype=str), np.asarray(right, dtype=str))
         try:
             return _ARITHMETIC[type(node.op)](np.asarray(left, dtype=float), np.asarray(right, dtype=float))
         except ValueError:

@@ -29,6 +29,8 @@ TOML layout (every key optional unless marked)::
     [derive.reaction_time]
     sum = ["timestamps_Response"]        # the sum of columns ...
     minus = ["timestamps_Probe"]         # ... minus these
+    [derive.correct]
+    expression = "target == response"    # an expression (true/false -> 1/0; a bare name copies)
     [derive.episode]
     blocks = 20                          # block number of each kept trial: 0 for the first 20, ...
 
@@ -77,7 +79,7 @@ from b2m_neuro.errors import AdapterError
 
 __all__ = [
     "TeacherSpec", "FixedWindow", "ReactionTimeWindow", "FilterSpec", "UnitSelection", "TrialSelection", "CodeMap",
-    "ColumnSum", "TrialBlocks", "list_presets",
+    "ColumnSum", "ColumnExpression", "TrialBlocks", "list_presets",
 ]
 
 _PRESET_FOLDER = "presets"
@@ -357,7 +359,32 @@ class TrialBlocks:
         return ()
 
 
-Derivation = CodeMap | ColumnSum | TrialBlocks
+@dataclass(frozen=True)
+class ColumnExpression:
+    """A derived column computed by an expression of the safe selection language (see
+    :mod:`b2m_neuro.adapters.expressions`): ``"target == response"`` (true/false become 1/0),
+    ``"external_image_file"`` (a copy under a new name), ``"Clip_name + frameName"`` (text joined)."""
+
+    expression: str
+    kind: str = field(default="expression", init=False)
+
+    def __post_init__(self) -> None:
+        from b2m_neuro.adapters.expressions import ExpressionError, check_expression
+
+        try:
+            check_expression(self.expression)
+        except ExpressionError as error:
+            raise AdapterError(f"expression {self.expression!r}: {error}", field="expression",
+                               fix="write an expression of columns and constants, e.g. target == response") from None
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        from b2m_neuro.adapters.expressions import check_expression
+
+        return check_expression(self.expression)
+
+
+Derivation = CodeMap | ColumnSum | ColumnExpression | TrialBlocks
 
 
 @dataclass(frozen=True)
@@ -395,9 +422,9 @@ class TeacherSpec:
     select
         Which trials to keep (:class:`TrialSelection`); all by default.
     derive
-        Derived columns, name -> :class:`CodeMap`, :class:`ColumnSum` or :class:`TrialBlocks` (a
-        dict, or ``(name, derivation)`` pairs), computed in order; usable as the alignment,
-        reaction-time, selection and task columns.
+        Derived columns, name -> :class:`CodeMap`, :class:`ColumnSum`, :class:`ColumnExpression` or
+        :class:`TrialBlocks` (a dict, or ``(name, derivation)`` pairs), computed in order; usable
+        as the alignment, reaction-time, selection and task columns.
     filter
         Causal smoothing filter (:class:`FilterSpec`).
     task_columns
@@ -628,7 +655,8 @@ _FILTER_OPTIONAL = ("time_constant", "duration", "history")  # newer keys, left 
 _FILTER_KEYS = ("kind", "decay", "step", "stop", "weights", "normalize", *_FILTER_OPTIONAL)
 _UNIT_KEYS = ("regions", "min_rate", "area_column")
 _SELECT_KEYS = ("where", "keep", "drop")
-_DERIVE_KEYS = {"map": ("map", "values", "default"), "sum": ("sum", "minus"), "blocks": ("blocks",)}
+_DERIVE_KEYS = {"map": ("map", "values", "default"), "sum": ("sum", "minus"), "expression": ("expression",),
+                "blocks": ("blocks",)}  # fmt: skip
 
 
 def _selection_section(selection: TrialSelection) -> dict[str, Any]:
@@ -645,6 +673,8 @@ def _derivation_section(derivation: Derivation) -> dict[str, Any]:
         return data if derivation.default is None else {**data, "default": derivation.default}
     if isinstance(derivation, ColumnSum):
         return {"sum": list(derivation.plus), **({"minus": list(derivation.minus)} if derivation.minus else {})}
+    if isinstance(derivation, ColumnExpression):
+        return {"expression": derivation.expression}
     return {"blocks": derivation.size}
 
 
@@ -746,10 +776,10 @@ def _derivation(name: str, table: Any) -> Derivation:
     prefix = f"derive.{name}."
     if not isinstance(table, dict):
         raise AdapterError(f"derive.{name} must be a table", field=f"derive.{name}",
-                           fix=f"write it as [derive.{name}] with one of: map, sum, blocks")  # fmt: skip
+                           fix=f"write it as [derive.{name}] with one of: {', '.join(_DERIVE_KEYS)}")  # fmt: skip
     kinds = [kind for kind in _DERIVE_KEYS if kind in table]
     if len(kinds) != 1:
-        raise AdapterError(f"derive.{name} needs exactly one of map, sum, blocks (has {kinds or 'none'})",
+        raise AdapterError(f"derive.{name} needs exactly one of {', '.join(_DERIVE_KEYS)} (has {kinds or 'none'})",
                            field=f"derive.{name}", fix="give one way to compute the column")  # fmt: skip
     kind = kinds[0]
     _check_keys(table, _DERIVE_KEYS[kind], prefix=prefix)
@@ -763,6 +793,8 @@ def _derivation(name: str, table: Any) -> Derivation:
     if kind == "sum":
         minus = tuple(_typed_list(table, "minus", str, prefix=prefix)) if "minus" in table else ()
         return _prefixed(ColumnSum, {"plus": tuple(_typed_list(table, "sum", str, prefix=prefix)), "minus": minus}, prefix)
+    if kind == "expression":
+        return _prefixed(ColumnExpression, {"expression": _typed(table, "expression", str, prefix=prefix)}, prefix)
     return _prefixed(TrialBlocks, {"size": _typed(table, "blocks", int, prefix=prefix)}, prefix)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from b2m_neuro.adapters.expressions import ExpressionError, evaluate
-from b2m_neuro.adapters.spec import RESERVED_COORDS, CodeMap, ColumnSum, TeacherSpec, TrialBlocks
+from b2m_neuro.adapters.spec import RESERVED_COORDS, CodeMap, ColumnExpression, ColumnSum, TeacherSpec, TrialBlocks
 from b2m_neuro.errors import AdapterError
 
 __all__ = ["TrialTable", "TABLE_COLUMN", "as_text"]
@@ -161,8 +161,15 @@ class TrialTable:
                 "(task_columns = [] keeps none)",
             )
 
-    def _derive(self, name: str, derivation: CodeMap | ColumnSum) -> np.ndarray:
+    def _derive(self, name: str, derivation: CodeMap | ColumnSum | ColumnExpression) -> np.ndarray:
         field = f"derive.{name}"
+        if isinstance(derivation, ColumnExpression):
+            try:
+                values = np.broadcast_to(evaluate(derivation.expression, self.column, boolean=False), (sum(self._sizes),))
+            except ExpressionError as error:
+                raise AdapterError(f"{field} {derivation.expression!r}: {error}", file=self.file, field=field,
+                                   fix="compare and combine columns of matching kinds") from None  # fmt: skip
+            return values.astype(np.int64) if values.dtype == bool else np.array(values)
         if isinstance(derivation, ColumnSum):
             total = np.zeros(sum(self._sizes))
             for sign, columns in ((1.0, derivation.plus), (-1.0, derivation.minus)):
