@@ -22,8 +22,9 @@ drawn from the rule, none seen by a participant: each takes the shape of a parti
 picked at random (study-list length, the order of old and new test items), so the test set keeps
 the participants' loads and share of old items; its study items are drawn without repetition from
 the stimulus pool (every stimulus in the derivative), its old test items from those and its new
-ones from the rest of the pool. No drawn episode equals a training episode or another drawn one (a
-duplicate is drawn again in the same shape).
+ones from the rest of the pool. No test episode equals a training episode (such a draw is drawn
+again in the same shape). Test episodes are independent draws, so with a small pool two of them can
+be the same (a Sternberg pool of 12 images has only 12 load-1 episodes whose probe is in).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from b2m_neuro.tasks.sequences import (
 #: Default name of the trial variable holding the phase ("phase" itself is the spike adapter's
 #: coordinate along ``time``, pre- or post-stimulus).
 DEFAULT_PHASE_VARIABLE = "task_phase"
-# Draws of one test episode's shape before its unseen variants count as used up.
+# Draws of one test episode's shape before its unseen variants count as none left.
 _TRIES_PER_EPISODE = 1000
 
 
@@ -212,10 +213,10 @@ class StudyTestTask(TrialSequenceTask):
                     break
             else:
                 raise TrainingError(
-                    f"could not draw {self.n_test} distinct unseen test episodes from {len(pool)} stimuli: those of "
-                    f"{len(template.study)} study items and {len(template.test)} test items ran out after {len(test)}",
-                    field="n_test", fix="ask for fewer test episodes")
-            seen.add(drawn.key)
+                    f"no unseen test episode of {len(template.study)} study and {len(template.test)} test items "
+                    f"found in {_TRIES_PER_EPISODE} draws from {len(pool)} stimuli: the training episodes hold "
+                    "(nearly) all of them", field=self.stimulus,
+                    fix="use a derivative with more distinct stimuli (or fewer training episodes of that shape)")
             test.append(_sequence(layout, drawn))
         return test
 
