@@ -290,7 +290,7 @@ def test_real_trigger_and_marker_selection(real_bids, data_dir):
 
 
 def test_real_brainvision_events_embed_to_a_frame_derivative(real_bids, tmp_path):
-    from b2m_neuro.derivative import Derivative
+    from b2m_neuro.derivative import Derivative, bids_validator_issues
     from b2m_neuro.embedding import embed
 
     eeg = load_eeg(real_bids, subject="bv", task="markers", spec=EEGSpec(window=(0.0, 0.2)))
@@ -301,6 +301,7 @@ def test_real_brainvision_events_embed_to_a_frame_derivative(real_bids, tmp_path
     assert derivative.kind == "frames" and stored["embedding"].shape == (13, 4) and stored.attrs["task"] == "markers"
     assert list(stored["trial_type"].values) == list(eeg["trial_type"].values)
     np.testing.assert_allclose(stored["onset"], eeg["onset"])
+    assert [issue for issue in bids_validator_issues(derivative.root) if issue["severity"] == "error"] == []
 
 
 def _edit_copy(root, tmp_path, pattern, edit):
