@@ -105,7 +105,7 @@ def _value_lists(pairs: Any, field_name: str) -> tuple[tuple[str, tuple[Any, ...
             raise AdapterError(f"{field_name}.{column} must be a list of values, not {values!r}",
                                field=f"{field_name}.{column}", fix=f'write {column} = [value, ...]')  # fmt: skip
         result.append((str(column), values))
-    return tuple(result)
+    return tuple(sorted(result))  # conditions that must all hold have no order (JSON sorts its keys)
 
 
 
@@ -300,7 +300,8 @@ class CodeMap:
     """A derived column mapping each value of ``column`` to a new value (e.g. ``{2: "old", 1: "new"}``).
 
     Values not in ``values`` get ``default``; without a default they are an error at load time.
-    Keys are matched to the column's values as numbers for a numeric column, as text otherwise.
+    Keys are kept as text and matched to the column's values as numbers for a numeric column, as
+    text otherwise.
     """
 
     column: str
@@ -310,6 +311,8 @@ class CodeMap:
 
     def __post_init__(self) -> None:
         pairs = tuple(self.values.items()) if isinstance(self.values, dict) else tuple(tuple(p) for p in self.values)
+        # keys as text (as TOML writes them; matched as numbers to a numeric column), in a fixed order
+        pairs = tuple(sorted((str(key), value) for key, value in pairs))
         object.__setattr__(self, "values", pairs)
         if not pairs:
             raise AdapterError("a code map needs its values", field="values", fix='give values = { "2" = "old", "1" = "new" }')
