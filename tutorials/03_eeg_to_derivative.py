@@ -103,11 +103,12 @@ assert not errors
 # %% [markdown]
 # ## 4. Per-frame EEG features
 # For each frame: the 1-40 Hz, average-referenced EEG averaged 30-90 ms after the frame onset.
-# The result is lazy (dask) — nothing is read until `.compute()` — so a 3-hour recording never
-# sits whole in memory.
+# `event_values="frame"` keeps the frame rows of `events.tsv` (a recording's own markers, if it
+# had any, would be rows too). The result is lazy (dask) — nothing is read until `.compute()` —
+# so a 3-hour recording never sits whole in memory.
 
 # %%
-spec = EEGSpec(window=(0.03, 0.09))
+spec = EEGSpec(event_values="frame", window=(0.03, 0.09))
 eeg = [load_eeg(bids_root, subject=s.subject_id, task="driving", spec=spec) for s in sessions]
 print(eeg[0])
 
