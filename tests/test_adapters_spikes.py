@@ -10,6 +10,7 @@ import pytest
 
 from b2m_neuro._util.files import sha256
 from b2m_neuro.adapters import FilterSpec, FixedWindow, ReactionTimeWindow, TeacherSpec, UnitSelection, load_spikes
+from b2m_neuro.adapters.spec import CodeMap, ColumnExpression, ColumnSum, TrialBlocks, TrialSelection
 from b2m_neuro.adapters.spikes import TrialBins, bin_layout, causal_filter, spike_rates, trial_edges
 from b2m_neuro.convert import spikes_to_nwb
 from b2m_neuro.errors import AdapterError
@@ -25,7 +26,7 @@ def rates_of(trains, spec, align, reaction_times=None, **kwargs):
     bins = TrialBins.build(trial_edges(spec, np.asarray(align), reaction_times), bin_layout(spec))
     data = np.concatenate([np.asarray(t, dtype=float) for t in trains])
     index = np.cumsum([len(t) for t in trains])
-    return spike_rates(data, index, np.arange(len(trains)), bins, spec.filter.kernel(), **kwargs)
+    return spike_rates(data, index, np.arange(len(trains)), bins, spec.kernel(), skip=spec.n_history, **kwargs)
 
 
 def histogram_rates(spikes, edges):
@@ -328,3 +329,110 @@ def test_text_task_columns_become_string_coords(session, tmp_path):
     rates = load_spikes(path, spec, progress=False)
     assert list(rates["condition"].to_numpy()) == ["face", "house", "face", "tool"]
     assert rates.shape == (4, 5, 1) and rates.dtype == np.float32
+
+
+# ---------------------------------------------------------------- history, filter in seconds
+def test_history_is_binned_filtered_and_dropped():
+    rng = np.random.default_rng(4)
+    trains = [np.sort(rng.uniform(0, 80, n)) for n in (900, 300, 1500)]
+    onsets = np.arange(4.0, 76.0, 3.0)
+    seconds = FilterSpec(kind="exponential", time_constant=0.1, duration=0.4)
+    with_history = TeacherSpec(align="t", pre=FixedWindow(-0.5, 0.0, 0.05), post=FixedWindow(0.0, 1.0, 0.05),
+                               filter=dataclasses.replace(seconds, history=0.3))  # fmt: skip
+    longer_window = with_history.replace(pre=FixedWindow(-0.8, 0.0, 0.05), filter=seconds)  # history as real bins
+    assert with_history.n_history == 6 and with_history.n_time == 30
+    kept = rates_of(trains, with_history, onsets)
+    np.testing.assert_allclose(kept, rates_of(trains, longer_window, onsets)[:, 6:], rtol=1e-5, atol=1e-5)
+    # by hand: histogram from 0.8 s before onset, causal filter exp(-t / 0.1), drop the 6 history bins
+    kernel = with_history.kernel()
+    for trial in (0, 9):
+        edges = onsets[trial] + np.linspace(-0.8, 1.0, 37)
+        expected = np.convolve(histogram_rates(trains[2], edges), kernel)[:36][6:]
+        np.testing.assert_allclose(kept[trial, :, 2], expected, rtol=1e-5, atol=1e-4)
+
+
+def test_history_removes_the_warm_up_ramp():
+    regular = [np.arange(0.0, 60.0, 0.01)]  # 100 Hz, one spike per 10 ms bin
+    spec = TeacherSpec(align="t", pre=FixedWindow(-0.2, 0.0, 0.01), post=FixedWindow(0.0, 0.2, 0.01),
+                       filter=FilterSpec(kind="exponential", time_constant=0.05, duration=0.2))  # fmt: skip
+    onsets = np.array([10.005, 30.005])
+    cold = rates_of(regular, spec, onsets)
+    warm = rates_of(regular, spec.replace(filter=dataclasses.replace(spec.filter, history=0.2)), onsets)
+    np.testing.assert_allclose(warm, 100.0, rtol=1e-4)  # a constant rate passes unchanged from the first bin
+    assert cold[0, 0, 0] < 40.0 and np.all(np.diff(cold[0, :20, 0]) >= -1e-3)  # without history: a ramp from ~0
+
+
+def test_load_spikes_applies_the_kernel_in_seconds_and_history(session):
+    _, path, trains, trials, _ = session
+    spec = TeacherSpec(align="stimulus_onset", pre=FixedWindow(-0.5, 0.0, 0.1), post=FixedWindow(0.0, 0.5, 0.1),
+                       filter=FilterSpec(kind="exponential", time_constant=0.2, duration=0.5, history=0.4))  # fmt: skip
+    rates = load_spikes(path, spec, progress=False)
+    raw = np.exp(-np.arange(6) * 0.1 / 0.2)
+    np.testing.assert_allclose(json.loads(rates.attrs["filter_weights"]), raw / raw.sum())
+    onset = trials["stimulus_onset"].iloc[5]
+    expected = np.convolve(histogram_rates(trains[1], onset + np.linspace(-0.9, 0.5, 15)), raw / raw.sum())[:14][4:]
+    np.testing.assert_allclose(rates[5, :, 1], expected, rtol=1e-5, atol=1e-4)
+    assert TeacherSpec.from_dict(json.loads(rates.attrs["spec"])) == spec
+
+
+# ---------------------------------------------------------------- selection and derived columns
+def test_selection_and_derived_columns_follow_the_trials_table(session):
+    _, path, trains, trials, _ = session
+    spec = TeacherSpec(
+        align="response_onset",
+        post=FixedWindow(-0.2, 0.2, 0.1),
+        select=TrialSelection(where="reaction_time < 1.2 and decision != 'x'", drop={"stimulus": [2]}),
+        derive={
+            "decision": CodeMap("response", {1: "accept", 0: "reject"}),
+            "response_onset": ColumnSum(("stimulus_onset", "reaction_time")),
+            "agrees": ColumnExpression("response == correct_response"),
+            "episode": TrialBlocks(4),
+        },
+        task_columns=("decision", "agrees", "episode", "stimulus"),
+    )
+    rates = load_spikes(path, spec, progress=False)
+    kept = trials[(trials["reaction_time"] < 1.2) & (trials["stimulus"] != 2)]
+    assert 0 < len(kept) < len(trials)
+    np.testing.assert_array_equal(rates["trial"], kept.index.to_numpy())
+    assert list(rates["decision"].to_numpy()) == ["accept" if r == 1 else "reject" for r in kept["response"]]
+    np.testing.assert_array_equal(rates["agrees"], (kept["response"] == kept["correct_response"]).astype(int))
+    np.testing.assert_array_equal(rates["episode"], np.arange(len(kept)) // 4)  # blocks of the kept trials
+    onset = (kept["stimulus_onset"] + kept["reaction_time"]).iloc[3]
+    np.testing.assert_allclose(rates[3, :, 0], histogram_rates(trains[0], onset + np.linspace(-0.2, 0.2, 5)), rtol=1e-5)
+
+
+def test_a_code_map_refuses_unmapped_values_only_in_kept_trials(session):
+    _, path, _, trials, _ = session
+    partial = {"stimulus_name": CodeMap("stimulus", {0: "A", 1: "B"})}
+    spec = PAPER.replace(derive=partial, task_columns=("stimulus_name",))
+    with pytest.raises(AdapterError, match=r"derive.stimulus_name: the values \['2'\] of column 'stimulus'") as info:
+        load_spikes(path, spec, progress=False)
+    assert info.value.field == "derive.stimulus_name.values" and "rows " in str(info.value) and "default" in info.value.fix
+    kept = load_spikes(path, spec.replace(select=TrialSelection(keep={"stimulus": [0, 1]})), progress=False)
+    assert set(kept["stimulus_name"].to_numpy()) == {"A", "B"} and len(kept["trial"]) == trials["stimulus"].isin([0, 1]).sum()
+
+
+@pytest.mark.parametrize(
+    ("select", "field", "words"),
+    [
+        (TrialSelection(where="stimulus > 99"), "select", "no trial passes the selection"),
+        (TrialSelection(where="block == 1"), "trials.block", "has no column 'block'"),
+        (TrialSelection(where="stimulus == 'face' or stimulus > 'a'"), "select.where", "cannot order text against numbers"),
+        (TrialSelection(drop={"stimulus": ["face"]}), "select.drop.stimulus", "not a number"),
+    ],
+)
+def test_bad_selections_name_the_field(session, select, field, words):
+    _, path, _, _, _ = session
+    with pytest.raises(AdapterError, match=words) as info:
+        load_spikes(path, PAPER.replace(select=select), progress=False)
+    assert info.value.field == field and info.value.file == str(path)
+
+
+def test_selection_drops_trials_with_missing_times(session, tmp_path):
+    _, _, _, trials, _ = session
+    table = trials[["start_time", "stop_time", "stimulus_onset", "reaction_time"]].copy()
+    table.loc[table.index[[3, 17]], "reaction_time"] = np.nan
+    path = write_nwb(tmp_path / "missing_rt.nwb", trials=table)
+    rates = load_spikes(path, PAPER.replace(task_columns=(), select=TrialSelection(where="not isnan(reaction_time)")),
+                        progress=False)  # fmt: skip
+    assert list(rates["trial"].to_numpy()) == [t for t in range(30) if t not in (3, 17)]
