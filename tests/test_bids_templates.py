@@ -1,6 +1,7 @@
 """bids_templates/ lives at the top level and is installed as b2m_neuro.bids_templates."""
 
 import json
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -34,7 +35,12 @@ def test_pyproject_lists_every_package():
 
 
 def test_built_wheel_ships_the_templates_inside_the_package(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+    source = tmp_path / "src"  # a copy, so that the build leaves no build/ or egg-info in the checkout
+    for name in ("b2m_neuro", "bids_templates"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path)], check=True, capture_output=True, cwd=tmp_path, timeout=300)
     (wheel,) = tmp_path.glob("b2m_neuro-*.whl")
     with zipfile.ZipFile(wheel) as archive:
