@@ -1,6 +1,8 @@
 """JSON / TSV / Markdown templates for raw BIDS datasets and for the b2m_neuro derivative.
 
-Placeholders are ``$name`` fields for :class:`string.Template`.
+Placeholders are ``$name`` fields for :class:`string.Template`. The folder sits at the top of the
+repository and is installed as the package ``b2m_neuro.bids_templates`` (``package-dir`` in
+``pyproject.toml``), so the code reads the templates the same way from a checkout and from a wheel.
 """
 
 from importlib import resources
