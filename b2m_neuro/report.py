@@ -37,7 +37,7 @@ from b2m_neuro._util.significance import significance_stars
 from b2m_neuro.errors import SweepError
 from b2m_neuro.stats import excluded_runs, final_metric, sweep_statistics, trajectory_auc
 
-__all__ = ["write_report", "markdown_table", "significance_stars"]
+__all__ = ["write_report", "markdown_table", "significance_stars", "reconstruction_grid"]
 
 FIGURES = ("trajectories", "auc", "final", "alignment")
 _COLORS = {"b2m": "#1f77b4", "no_info": "#9467bd", "shuffled": "#d62728", "l2": "#7f7f7f", "baseline": "k"}
@@ -157,6 +157,43 @@ def _summary_markdown(result: xr.Dataset, table: pd.DataFrame, *, metric: str, l
         markdown_table(table),
     ]
     return "\n".join(lines)
+
+
+def reconstruction_grid(model: Any, images: np.ndarray, out: str | os.PathLike, *, title: str | None = None) -> Path:
+    """Original scenes (top row) against the VAE's reconstructions (bottom row), as ``out`` .png and .svg.
+
+    ``model`` is a trained :class:`~b2m_neuro.models.vae.ReferenceVAE` (or a
+    :class:`~b2m_neuro.training.TrainResult` holding one), reconstructing in eval mode (``z = mu``);
+    ``images`` are ``uint8 (n, 3, height, width)`` (as :func:`b2m_neuro.tasks.scenes.read_images`
+    reads them). Returns the PNG's path.
+    """
+    import torch
+
+    model = getattr(model, "model", model)
+    images = np.asarray(images)
+    if images.ndim != 4 or images.dtype != np.uint8 or images.shape[1] != 3 or len(images) == 0:
+        raise SweepError(f"images must be uint8 (n, 3, height, width), got {images.dtype} {images.shape}",
+                         field="images", fix="read them with b2m_neuro.tasks.scenes.read_images")
+    model.eval()
+    with torch.no_grad():
+        tensor = torch.as_tensor(images, dtype=torch.float32, device=next(model.parameters()).device) / 255
+        reconstruction = model(tensor)[0].clamp(0, 1).cpu().numpy()
+    figure, axes = _new_axes(title or "")
+    figure.clear()
+    grid = figure.subplots(2, len(images), squeeze=False)
+    for column in range(len(images)):
+        for row, picture in enumerate((images[column] / 255, reconstruction[column])):
+            grid[row, column].imshow(picture.transpose(1, 2, 0))
+            grid[row, column].set_axis_off()
+    grid[0, 0].set_title("original", loc="left", fontsize=9)
+    grid[1, 0].set_title("reconstructed", loc="left", fontsize=9)
+    if title:
+        figure.suptitle(title)
+    figure.set_size_inches(1.6 * len(images), 2.2)
+    stem = Path(out).with_suffix("")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    _save_figure(figure, stem)
+    return stem.with_suffix(".png")
 
 
 # --------------------------------------------------------------------------------- figures

@@ -18,8 +18,10 @@ holds the settings, with the scene defaults of :data:`SCENE_DEFAULTS` (the origi
 dropout masks and reparameterization noise from the run's own ``torch.Generator``. A run stops,
 marked diverged, when a batch's total loss is not finite, its weights stop being finite, or an
 epoch's mean total loss exceeds ``divergence_factor`` times the first batch's. After each epoch
-(dropout off, ``z = mu``): the test loss (reconstruction MSE on A's test images), the latent MSE
-between the latent mean of every H frame and its EEG row, and their linear CKA and RSA.
+(dropout off, ``z = mu``): the test loss (reconstruction MSE on A's test images) and its PSNR
+(``test_psnr``, higher is better: the metric to give :func:`b2m_neuro.sweeps.SweepResult.statistics`
+and the report), the latent MSE between the latent mean of every H frame and its EEG row, and their
+linear CKA and RSA.
 
 Runs of one architecture on the same images (they may differ in alpha, seed, control teacher,
 learning rate, weight decay, dropout) are trained as one group with stacked weights
@@ -68,6 +70,8 @@ SCENE_HISTORY_VARIABLES = {
                      "epoch's steps (computed even when alpha = 0)",
     "total_loss": "mean (1 - alpha) * task_loss + alpha * transfer_loss over the epoch's steps",
     "test_loss": "reconstruction MSE on the test scenes after the epoch (dropout off, z = mu)",
+    "test_psnr": "10 log10(1 / test_loss) in dB: reconstruction quality on the test scenes (pixels in [0, 1]), "
+                 "higher is better (the metric of the sweep statistics and report for the VAE)",
     "latent_mse": "MSE between the latent mean of every H frame (dropout off) and its EEG embedding row after the epoch",
     "alignment_cka": "linear CKA between the latent mean of the H frames (dropout off) and their EEG rows after the epoch",
     "alignment_rsa": "Spearman correlation of the Euclidean-distance RDMs of the latent mean of at most 300 H frames "
@@ -322,7 +326,8 @@ def _evaluate(model, images: dict, brain: Sequence, runs: np.ndarray, autocast: 
     evaluation = {}
     for column, r in enumerate(runs):
         rows, target = frame_mu[column], brain[r].cpu().numpy()
-        evaluation[int(r)] = {"test_loss": test_loss[column], "latent_mse": float(((rows - target) ** 2).mean()),
+        evaluation[int(r)] = {"test_loss": test_loss[column], "test_psnr": 10 * np.log10(1 / test_loss[column]),
+                              "latent_mse": float(((rows - target) ** 2).mean()),
                               "alignment_cka": linear_cka(rows, target), "alignment_rsa": rsa_similarity(rows, target)}
     return evaluation
 

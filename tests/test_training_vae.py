@@ -6,8 +6,9 @@ import torch
 
 import b2m_neuro
 from b2m_neuro.derivative import Derivative
-from b2m_neuro.errors import TrainingError
+from b2m_neuro.errors import SweepError, TrainingError
 from b2m_neuro.models.vae import ReferenceVAE
+from b2m_neuro.report import reconstruction_grid
 from b2m_neuro.scene_training import SCENE_HISTORY_VARIABLES, fit_scene_runs, prepare_scene_run
 from b2m_neuro.tasks.scenes import SceneTask, read_images
 from b2m_neuro.training import TrainResult
@@ -109,3 +110,17 @@ def test_other_bad_input_is_a_clear_error(derivative, tmp_path):
     trials = Derivative.open(derivative).datasets()[0].rename(frame="trial")
     with pytest.raises(TrainingError, match="not a frame embedding"):
         b2m_neuro.train([trials], "vae", alpha=0.1, scenes=CARLA_SCENES)
+
+
+def test_the_reconstruction_grid_shows_originals_over_reconstructions(baseline, tmp_path):
+    from PIL import Image
+
+    images = read_images(SceneTask(CARLA_SCENES).split()[1][:3])
+    png = reconstruction_grid(baseline, images, tmp_path / "grid", title="alpha 0")
+    assert png == tmp_path / "grid.png" and (tmp_path / "grid.svg").is_file()
+    with Image.open(png) as figure:
+        assert figure.width > 1.5 * figure.height  # three columns of two rows of 2:1 scenes
+    assert np.isfinite(baseline.history.test_psnr).all()
+    np.testing.assert_allclose(baseline.history.test_psnr, 10 * np.log10(1 / baseline.history.test_loss))
+    with pytest.raises(SweepError, match="uint8"):
+        reconstruction_grid(baseline, images.astype(np.float32), tmp_path / "bad")
