@@ -146,7 +146,9 @@ def sweep(
     derivative
         A :class:`~b2m_neuro.derivative.Derivative` or the path of one.
     model
-        A registered model name (see :func:`b2m_neuro.models.known_models`).
+        A registered model name (see :func:`b2m_neuro.models.known_models`); ``"vae"`` trains the
+        VAE student on the scenes of ``scenes=`` (in ``train_options``) with a frame derivative
+        (:mod:`b2m_neuro.scene_training`; its statistics metric is ``test_psnr``).
     alphas
         B2M strengths in (0, 1]; alpha 0 (the no-B2M baseline) is always added.
     seeds
@@ -306,6 +308,7 @@ def _train_group(teachers: Mapping[str, str | None], store: str, runs: list[Mapp
     """
     from b2m_neuro.derivative import Derivative
     from b2m_neuro.engine import fit_runs
+    from b2m_neuro.scene_training import fit_scene_runs
 
     missing = [run for run in runs if not (Path(store) / _RUNS / f"{run['run_id']}.nc").exists()]
     needed = {run["teacher"] for run in missing}  # the no-information teacher is read only when a run needs it
@@ -315,7 +318,8 @@ def _train_group(teachers: Mapping[str, str | None], store: str, runs: list[Mapp
     shared: dict = {}
     for batch in track(batches, description="sweep runs", total=len(batches), progress=progress and engine != "batched"):
         prepared = [_prepare_run(_teacher(sessions, run), run, shared) for run in batch]
-        outcomes = fit_runs([p.run for p in prepared], device=prepared[0].device, progress=progress and engine == "batched")
+        fit = fit_scene_runs if batch[0]["model"] == "vae" else fit_runs
+        outcomes = fit([p.run for p in prepared], device=prepared[0].device, progress=progress and engine == "batched")
         for run, ready, (history, diverged) in zip(batch, prepared, outcomes):
             _write_run(Path(store) / _RUNS / f"{run['run_id']}.nc", run, ready.result(history, diverged),
                        derivative_root=teachers["derivative"])
@@ -333,10 +337,12 @@ def _teacher(sessions: Mapping[str, list[xr.Dataset] | None], run: Mapping[str, 
 
 def _prepare_run(teacher: list[xr.Dataset], run: Mapping[str, Any], shared: dict) -> Any:
     """The run's :func:`b2m_neuro.training.prepare_run`, its task arrays shared with equal ones in ``shared``."""
+    from b2m_neuro.scene_training import prepare_scene_run
     from b2m_neuro.training import prepare_run
 
-    ready = prepare_run(teacher, run["model"], alpha=run["alpha"], weight_decay=run["weight_decay"],
-                        control=run["control"], seed=run["seed"], **run["train_options"])
+    prepare = prepare_scene_run if run["model"] == "vae" else prepare_run
+    ready = prepare(teacher, run["model"], alpha=run["alpha"], weight_decay=run["weight_decay"],
+                    control=run["control"], seed=run["seed"], **run["train_options"])
     data = ready.run.data
     for name, value in vars(data).items():
         if isinstance(value, np.ndarray):

@@ -124,3 +124,20 @@ def test_the_reconstruction_grid_shows_originals_over_reconstructions(baseline, 
     np.testing.assert_allclose(baseline.history.test_psnr, 10 * np.log10(1 / baseline.history.test_loss))
     with pytest.raises(SweepError, match="uint8"):
         reconstruction_grid(baseline, images.astype(np.float32), tmp_path / "bad")
+
+
+def test_a_vae_sweep_stores_every_condition_and_batched_equals_sequential(derivative, tmp_path):
+    options = dict(scenes=str(CARLA_SCENES), epochs=2, lr=3e-3, batch_size=2, n_train=4, n_test=2, pair_batch=16,
+                   device="cpu", channels=[4, 8, 8, 16], hidden=32)
+    grid = dict(alphas=[0.5], seeds=2, controls=("no_info", "shuffled", "l2"), l2=[1e-3], progress=False)
+    sequential = b2m_neuro.sweep(derivative, "vae", out=tmp_path / "sequential", **grid, **options)
+    batched = b2m_neuro.sweep(derivative, "vae", out=tmp_path / "batched", engine="batched", **grid, **options)
+    assert list(sequential.condition.values) == ["b2m", "no_info", "shuffled", "l2"]
+    assert int(sequential.trained.sum()) == 10 and not sequential.diverged.any()
+    for name in ("test_psnr", "latent_mse", "transfer_loss"):
+        np.testing.assert_allclose(batched[name].values, sequential[name].values, rtol=1e-3, equal_nan=True, err_msg=name)
+    no_info = sequential.sel(condition="no_info", strength=0.5)
+    brain = sequential.sel(condition="b2m", strength=0.5)
+    assert not np.allclose(no_info.latent_mse, brain.latent_mse)  # a different teacher
+    table = sequential.statistics(metric="test_psnr", last=1)
+    assert {"auc", "final"} == set(table.measure) and table["n_used"].min() == 2
