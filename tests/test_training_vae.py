@@ -141,3 +141,35 @@ def test_a_vae_sweep_stores_every_condition_and_batched_equals_sequential(deriva
     assert not np.allclose(no_info.latent_mse, brain.latent_mse)  # a different teacher
     table = sequential.statistics(metric="test_psnr", last=1)
     assert {"auc", "final"} == set(table.measure) and table["n_used"].min() == 2
+
+
+CLI_SMALL = ["--scenes", str(CARLA_SCENES), "--channels", "4", "8", "8", "16", "--hidden", "32", "--batch-size", "2",
+             "--n-train", "4", "--n-test", "2", "--pair-batch", "16", "--device", "cpu", "--quiet"]
+
+
+def test_the_train_and_sweep_commands_take_the_vae(derivative, tmp_path, capsys):
+    from b2m_neuro.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", str(derivative), "--model", "vae", "--alpha", "0.5", "--epochs", "1", "--out", str(out),
+                 *CLI_SMALL]) == 0
+    summary = capsys.readouterr().out
+    assert "vae alpha=0.5 transfer=latent" in summary and "1 epochs, test loss" in summary
+    loaded = TrainResult.load(out)
+    assert loaded.model.channels == (4, 8, 8, 16) and loaded.config["n_train_images"] == 4
+    assert main(["sweep", str(derivative), "--model", "vae", "--alphas", "0.5", "--seeds", "1", "--controls",
+                 "--epochs", "1", "--out", str(tmp_path / "runs"), *CLI_SMALL]) == 0
+    assert "sweep: 2 runs" in capsys.readouterr().out
+
+
+def test_the_train_command_reports_bad_vae_input_without_a_traceback(derivative, tmp_path, capsys):
+    from b2m_neuro.cli import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["train", str(derivative), "--model", "vae", "--alpha", "0.5", "--out", str(tmp_path / "r"),
+                 "--scenes", str(empty), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no train images" in err and "Traceback" not in err
+    assert main(["train", str(derivative), "--model", "vae", "--alpha", "0.5", "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "needs the folder of its training scenes" in capsys.readouterr().err

@@ -35,11 +35,17 @@ _OTHER_OPTIONS = {
     "time_stride": dict(type=int, help="keep every n-th time point of each trial (default 1: all)"),
     "pair": dict(choices=("all", "unscored", "pre"),
                  help="trial time points paired with the brain embedding: pre (default; pre-stimulus), unscored (all but the response) or all"),
-    "n_test": dict(type=int, help="simulated test sequences (task memory; default 1000)"),
+    "n_test": dict(type=int, help="simulated test sequences (task memory; default 1000); test scenes used (model vae; default all)"),
     "stimulus": dict(help="stimulus variable (task trials; default stimulus)"),
     "target": dict(help="binary target variable (task trials; default correct_response)"),
     "episode": dict(help="episode/block variable (task trials; default episode)"),
     "test_fraction": dict(type=float, help="held-out fraction of episodes (task trials; default 0.2)"),
+    "scenes": dict(help="image folder of the VAE's training scenes (model vae), e.g. the CARLA scenes (train/, test/)"),
+    "stimuli": dict(help="the BIDS stimuli/ folder of the frames (model vae; default: found from the derivative)"),
+    "pair_batch": dict(type=int, help="frame/EEG pairs per step for the latent transfer (model vae; default 256)"),
+    "n_train": dict(type=int, help="use only the first N training scenes (model vae; default all)"),
+    "channels": dict(type=int, nargs=4, help="VAE encoder channels (model vae; default 32 64 128 256)"),
+    "hidden": dict(type=int, help="VAE hidden layer width (model vae; default 1024)"),
 }
 
 

@@ -11,7 +11,7 @@ from b2m_neuro.controls import CONDITIONS
 def register(cli) -> None:
     sweep = cli.command("sweep", help="Train an alpha x seed grid with controls into a resumable store")
     sweep.add_argument("derivative", help="derivative folder (b2m-neuro embed --out ...)")
-    sweep.add_argument("--model", default="gru", help="registered student model (default gru)")
+    sweep.add_argument("--model", default="gru", help="registered student model (default gru; vae with --scenes)")
     sweep.add_argument("--alphas", type=float, nargs="+", required=True,
                        help="B2M strengths in (0, 1]; the alpha 0 baseline is always added")
     sweep.add_argument("--seeds", type=int, default=10, help="number of seeds, 0..N-1 (default 10)")
@@ -49,7 +49,7 @@ def _sweep(args: argparse.Namespace) -> None:
         options["no_info"] = args.no_info
     result = sweep(args.derivative, args.model, alphas=args.alphas, seeds=args.seeds, l2=tuple(args.l2 or DEFAULT_L2),
                    out=args.out, engine=args.engine, scheduler=args.scheduler, progress=not args.quiet, **options)
-    table = result.statistics()
+    table = result.statistics(metric="test_psnr" if args.model == "vae" else "test_accuracy")
     winners = table[(table.measure == "auc") & (table.brain_effect == True)].strength  # noqa: E712 (NaN on other rows)
     print(f"sweep: {int(result['trained'].sum())} runs in {args.out}; "
           f"{int(table[table.measure == 'auc'].n_diverged.sum())} diverged (excluded from statistics); "

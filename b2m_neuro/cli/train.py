@@ -11,7 +11,7 @@ from b2m_neuro.controls import CONTROLS
 def register(cli) -> None:
     parser = cli.command("train", help="Train a student on a derivative with brain guidance (one run)")
     parser.add_argument("derivative", help="derivative folder (b2m-neuro embed --out ...)")
-    parser.add_argument("--model", default="gru", help="registered student model (default gru)")
+    parser.add_argument("--model", default="gru", help="registered student model (default gru; vae with --scenes)")
     parser.add_argument("--alpha", type=float, required=True,
                         help="weight of the transfer loss in [0, 1]; 0 = no brain guidance")
     parser.add_argument("--control", default=None, choices=CONTROLS,
