@@ -141,6 +141,10 @@ def test_a_vae_sweep_stores_every_condition_and_batched_equals_sequential(deriva
     assert not np.allclose(no_info.latent_mse, brain.latent_mse)  # a different teacher
     table = sequential.statistics(metric="test_psnr", last=1)
     assert {"auc", "final"} == set(table.measure) and table["n_used"].min() == 2
+    from b2m_neuro.report import write_report
+
+    report = write_report(sequential, tmp_path / "report", metric="test_psnr", last=1, progress=False)
+    assert {"trajectories.png", "auc.png", "alignment.png", "statistics.md"} <= {p.name for p in report.iterdir()}
 
 
 CLI_SMALL = ["--scenes", str(CARLA_SCENES), "--channels", "4", "8", "8", "16", "--hidden", "32", "--batch-size", "2",

@@ -17,11 +17,13 @@ the model's scenes and the participants' frames do not match one to one:
   ``dataset_description.json``), or given as ``stimuli=``. The latent transfer loss is computed on H.
 
 All images, of both sets, must have one size; they are kept as ``uint8`` so that the 12,000
-reference scenes take 460 MB, not 1.8 GB.
+reference scenes take 460 MB, not 1.8 GB. Set A is read once per process for the same files (the
+runs of a sweep share it); a scene file changed on disk meanwhile is not read again.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -117,8 +119,8 @@ class SceneTask:
     def prepare(self, sessions: Sequence[xr.Dataset], *, progress: bool = False) -> SceneData:
         """Read set A and set H (the sessions' frames and embedding rows) into :class:`SceneData`."""
         train_files, test_files = self.split()
-        train = read_images(train_files, progress=progress)
-        test = read_images(test_files, expected=train.shape[1:], progress=progress)
+        train = _read_scenes(tuple(train_files), None, progress)
+        test = _read_scenes(tuple(test_files), train.shape[1:], progress)
         frame_files, brain = self._frames(sessions)
         frames = read_images(frame_files, expected=train.shape[1:], progress=progress,
                              fix="give the participants' frames the size of the scenes (or resize the scenes)")
@@ -195,6 +197,14 @@ def read_images(files: Sequence[Path], *, expected: tuple[int, ...] | None = Non
                                 f"{expected[2]} x {expected[1]}", file=path, field="image size", fix=fix)
         images[index] = pixels
     return images
+
+
+@functools.lru_cache(maxsize=4)
+def _read_scenes(files: tuple[Path, ...], expected: tuple[int, ...] | None, progress: bool) -> np.ndarray:
+    """:func:`read_images` of set A, kept for the next run of a sweep (12,000 reference scenes take
+    half a minute to read and 460 MB to hold; every run of a study uses the same ones).
+    The array is shared: the training never writes to it."""
+    return read_images(files, expected=expected, progress=progress)
 
 
 def _image_files(folder: Path) -> list[Path]:
