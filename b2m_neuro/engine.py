@@ -54,9 +54,11 @@ generator (seeded by :func:`b2m_neuro.train`). A group object offers:
 ``forward(inputs, lengths)``
     Training pass (dropout on), differentiable: ``inputs (R, B, T, I)``, run r computed for its
     first ``lengths[r]`` steps -> outputs ``(R, B, T)`` and aligned layer ``(R, B, T, L)``.
-``predict(inputs, runs, steps)``
+``predict(inputs, runs, steps, lengths)``
     Evaluation pass (dropout off, no gradient) of the runs ``runs`` on shared ``inputs (1, B, T, I)``
-    at the time indices ``steps`` -> outputs ``(R', B, S)`` and aligned layer ``(R', B, S, L)``.
+    at the time indices ``steps`` -> outputs ``(R', B, S)`` and aligned layer ``(R', B, S, L)``;
+    ``lengths`` (each sequence's length) lets a group skip the steps past a sequence's end (the
+    loop uses no output there).
 ``finite()``
     Boolean ``(R,)`` array: which runs' weights are all finite.
 ``write_back()``
@@ -428,7 +430,8 @@ class _SingleModule:
         outputs, embedding = self.student(inputs[0])
         return outputs.unsqueeze(0), embedding.unsqueeze(0)
 
-    def predict(self, inputs: torch.Tensor, runs: Sequence[int], steps: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(self, inputs: torch.Tensor, runs: Sequence[int], steps: Sequence[int],
+                lengths: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
         self.student.eval()
@@ -563,7 +566,7 @@ def _evaluate(model, test: Sequence[dict], runs: np.ndarray, lengths: Sequence[n
             batch = _gather([tensors], [rows], [lengths[members[0]]], _TEST_FIELDS)
             scored = batch["scored"][0]
             steps = torch.nonzero(scored.any(0)).flatten().tolist()
-            outputs, _ = model.predict(batch["inputs"], members, steps)
+            outputs, _ = model.predict(batch["inputs"], members, steps, lengths[members[0]][rows])
             targets, scored = batch["targets"][0][:, steps], scored[:, steps]
             squared += (((outputs - targets) ** 2) * scored).sum((1, 2)).cpu().numpy()
             correct += (((outputs > 0) == (targets > 0)) & scored).sum((1, 2)).cpu().numpy()
@@ -595,7 +598,7 @@ def _alignment(model, train: Sequence[dict], runs: np.ndarray, lengths: Sequence
                             ("inputs", "brain", "paired"))
             paired = batch["paired"][0]
             steps = torch.nonzero(paired.any(0)).flatten().tolist()
-            _, embedding = model.predict(batch["inputs"][:1], members, steps)
+            _, embedding = model.predict(batch["inputs"][:1], members, steps, lengths[members[0]][rows])
             paired = paired[:, steps]
             layer.append(embedding[:, paired].cpu().numpy())
             brain.append(batch["brain"][:, :, steps][:, paired].cpu().numpy())

@@ -120,3 +120,19 @@ def test_the_group_writes_each_runs_weights_back_and_flags_non_finite_runs():
     with torch.no_grad():
         group.parameters[4][0, 0, 0] = float("nan")  # an embedding weight of run 0
     assert group.finite().tolist() == [False, True]
+
+
+def test_prediction_with_sequence_lengths_skips_only_the_steps_past_each_sequence():
+    nets = networks(2)
+    group = group_of(nets)
+    inputs = torch.randn(1, 3, 7, 4)
+    lengths = [4, 7, 2]  # rows computed in the order 1, 0, 2; each to its own length
+    steps = [0, 1, 3, 6]
+    outputs, embedding = group.predict(inputs, [1, 0], steps, lengths)
+    for row, r in enumerate([1, 0]):
+        expected = nets[r](inputs[0])[:, steps]
+        for b, length in enumerate(lengths):
+            within = [i for i, step in enumerate(steps) if step < length]
+            torch.testing.assert_close(outputs[row, b, within], expected[b, within])
+        full = group.predict(inputs, [r], steps)[1][0]
+        assert not torch.allclose(embedding[row, 2, -1], full[2, -1])  # row 2 ended at step 2: not computed
