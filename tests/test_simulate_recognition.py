@@ -5,12 +5,8 @@ import pytest
 from b2m_neuro.errors import SimulationError
 from b2m_neuro.simulate import sternberg_session, study_test_session
 
-COLUMNS = ["start_time", "stop_time", "stimulus_onset", "stimulus_duration", "stimulus", "task_phase", "episode"]
-
-
-def counts(rec, start, stop, rows=None):
-    """Spike counts per trial and unit in [onset + start, onset + stop)."""
-    onset = rec.trials["stimulus_onset"].to_numpy() if rows is None else rec.trials["stimulus_onset"].to_numpy()[rows]
+def counts(rec, onset, start, stop):
+    """Spike counts per event and unit in [onset + start, onset + stop)."""
     return np.stack([np.searchsorted(t, onset + stop) - np.searchsorted(t, onset + start) for t in rec.spike_times], 1)
 
 
@@ -28,14 +24,15 @@ def decoding_accuracy(features, labels, groups):
 def test_study_test_blocks_follow_the_design():
     rec = study_test_session(seed=2, n_blocks=10, study_items=4, test_items=4, n_items=16, n_units=6)
     trials = rec.trials
-    assert list(trials.columns) == COLUMNS + ["old", "response"]
+    assert list(trials.columns) == ["start_time", "stop_time", "stimulus_onset", "stimulus_duration", "stimulus",
+                                    "task_phase", "episode", "target", "response"]
     for _, block in trials.groupby("episode"):
         study = block[block.task_phase == "study"]
         test = block[block.task_phase == "test"]
         assert len(study) == 4 and len(test) == 4 and study.index.max() < test.index.min()
-        assert study.stimulus.is_unique and study.old.isna().all() and study.response.isna().all()
-        assert test.old.tolist() == [float(item in set(study.stimulus)) for item in test.stimulus]
-        assert test.old.sum() == 2 and test.stimulus.is_unique
+        assert study.stimulus.is_unique and (study.target == 0).all() and (study.response == -1).all()
+        assert test.target.tolist() == [int(item in set(study.stimulus)) for item in test.stimulus]
+        assert test.target.sum() == 2 and test.stimulus.is_unique and test.response.isin((0, 1)).all()
     assert set(trials.stimulus) <= {f"img{i:02d}" for i in range(16)}
     # one item at a time: each trial starts after the previous one stopped, 1 s of fixation before onset
     assert (trials.start_time.to_numpy()[1:] >= trials.stop_time.to_numpy()[:-1]).all()
@@ -47,16 +44,18 @@ def test_study_test_blocks_follow_the_design():
 def test_sternberg_trials_follow_the_design():
     rec = sternberg_session(seed=3, n_trials=60, loads=(1, 2, 3), n_items=12, n_units=6)
     trials = rec.trials
-    assert list(trials.columns) == COLUMNS + ["probe_in", "response"]
-    loads = []
-    for _, trial in trials.groupby("episode"):
-        encoding, probe = trial.iloc[:-1], trial.iloc[-1]
-        assert (encoding.task_phase == "encoding").all() and probe.task_phase == "probe"
-        assert probe.probe_in == float(probe.stimulus in set(encoding.stimulus)) and encoding.stimulus.is_unique
-        assert probe.stimulus_onset - encoding.stop_time.iloc[-1] == pytest.approx(2.0)  # maintenance
-        loads.append(len(encoding))
-    assert set(loads) == {1, 2, 3}
-    assert 0.3 < trials.probe_in.mean() < 0.7
+    assert list(trials.columns) == ["start_time", "stop_time", "probe_onset", "reaction_time", "load", "encoding_1",
+                                    "encoding_2", "encoding_3", "probe", "target", "response"]
+    assert len(trials) == 60 and set(trials.load) == {1, 2, 3} and 0.3 < trials.target.mean() < 0.7
+    for trial in trials.to_dict("records"):
+        load, encoded = trial["load"], [trial[f"encoding_{k}"] for k in (1, 2, 3)]
+        assert all(1 <= picture <= 12 for picture in encoded[:load]) and encoded[load:] == [0] * (3 - load)
+        assert len(set(encoded[:load])) == load and 1 <= trial["probe"] <= 12
+        assert trial["target"] == int(trial["probe"] in encoded[:load])
+    np.testing.assert_allclose(trials.stop_time - trials.probe_onset, trials.reaction_time)
+    events = rec.metadata["ground_truth"]["events"]
+    last_encoding = events[events.task_phase == "encoding"].groupby("episode").stop_time.max().to_numpy()
+    np.testing.assert_allclose(trials.probe_onset - last_encoding, 2.0)  # the maintenance period
 
 
 def test_same_seed_same_session_and_information_switch_changes_only_the_spikes():
@@ -80,9 +79,9 @@ def recognition_pair():
 def test_memory_selective_neurons_carry_old_versus_new(recognition_pair):
     accuracies = []
     for rec in recognition_pair:
-        test = np.flatnonzero(rec.trials.task_phase == "test")
-        features = counts(rec, 0.0, 0.5, test)
-        accuracies.append(decoding_accuracy(features, rec.trials.old.to_numpy()[test], rec.trials.episode.to_numpy()[test]))
+        test = rec.trials[rec.trials.task_phase == "test"]
+        features = counts(rec, test.stimulus_onset.to_numpy(), 0.0, 0.5)
+        accuracies.append(decoding_accuracy(features, test.target.to_numpy(), test.episode.to_numpy()))
     informative, uninformative = accuracies
     print(f"old/new decoded from 0-0.5 s after onset: {informative:.3f}; without memory information {uninformative:.3f}")
     assert informative > 0.75 and uninformative < 0.62
@@ -94,15 +93,12 @@ def test_held_items_raise_their_concept_cells_before_the_probe():
     for information in (True, False):
         rec = sternberg_session(seed=4, n_trials=150, n_units=30, memory_information=information)
         trials = rec.trials
-        probes = np.flatnonzero(trials.task_phase == "probe")
-        items = trials.stimulus.str[3:].astype(int).to_numpy()
-        held = np.zeros((len(probes), 12), bool)
-        for row, probe in enumerate(probes):
-            encoded = trials.index[(trials.episode == trials.episode[probe]) & (trials.task_phase == "encoding")]
-            held[row, items[encoded]] = True
-        preferred = rec.metadata["ground_truth"]["tuning"]["stimulus"] > 0  # (unit, item)
-        holds_preferred = (held.astype(float) @ preferred.T.astype(float)) > 0  # (probe, unit)
-        before = counts(rec, -1.0, 0.0, probes)
+        held = np.zeros((len(trials), 12 + 1), bool)  # picture ids 1-12, 0 = empty slot
+        for k in (1, 2, 3):
+            held[np.arange(len(trials)), trials[f"encoding_{k}"]] = True
+        preferred = rec.metadata["ground_truth"]["tuning"]["stimulus"] > 0  # (unit, item index = picture id - 1)
+        holds_preferred = (held[:, 1:].astype(float) @ preferred.T.astype(float)) > 0  # (trial, unit)
+        before = counts(rec, trials.probe_onset.to_numpy(), -1.0, 0.0)
         ratios.append(before[holds_preferred].mean() / before[~holds_preferred].mean())
     print(f"pre-probe rate, preferred item held / not held: {ratios[0]:.2f}; without memory information {ratios[1]:.2f}")
     assert ratios[0] > 1.3 and 0.85 < ratios[1] < 1.15
@@ -120,14 +116,13 @@ def test_written_as_nwb_and_read_back_by_the_spike_adapter(tmp_path):
     serious = [m for m in inspect_nwbfile(nwbfile_path=str(path))
                if m.importance in (Importance.CRITICAL, Importance.BEST_PRACTICE_VIOLATION)]
     assert serious == []
-    spec = TeacherSpec(align="stimulus_onset", pre=FixedWindow(-1.0, 0.0, 0.5),
-                       post=ReactionTimeWindow(column="stimulus_duration", n_bins=2),
-                       task_columns=("stimulus", "task_phase", "episode", "probe_in"))
+    spec = TeacherSpec(align="probe_onset", pre=FixedWindow(-2.0, 0.0, 0.5),
+                       post=ReactionTimeWindow(column="reaction_time", n_bins=2),
+                       task_columns=("encoding_1", "encoding_2", "encoding_3", "probe", "target"))
     rates = load_spikes(path, spec, progress=False)
-    assert rates.sizes == {"trial": len(rec.trials), "time": 4, "unit": 5}
-    assert rates.stimulus.values.tolist() == rec.trials.stimulus.tolist()
-    assert rates.task_phase.values.tolist() == rec.trials.task_phase.tolist()
-    np.testing.assert_array_equal(rates.probe_in.values, rec.trials.probe_in.to_numpy())  # NaN on encoding rows
+    assert rates.sizes == {"trial": 8, "time": 6, "unit": 5}
+    for column in spec.task_columns:
+        assert rates[column].values.tolist() == rec.trials[column].tolist()
 
 
 @pytest.mark.parametrize("make, field", [

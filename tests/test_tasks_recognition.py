@@ -69,10 +69,19 @@ def test_registered_under_its_name():
     assert isinstance(get_task("study_test", phase="stim_phase"), StudyTestTask)
 
 
+def test_without_an_episode_variable_each_session_is_one_episode():
+    one_block = [session.drop_vars("episode") for session in episode_sessions(2, 1)]
+    data = StudyTestTask(n_test=5).prepare(one_block)
+    assert len(data.train_lengths) == 2  # one sequence per session
+    with pytest.raises(TrainingError, match="'study' trial after a 'test' trial") as error:
+        StudyTestTask(n_test=5).prepare(episode_sessions(1, 3))  # three blocks, but no episode named
+    assert "episode=" in str(error.value)
+
+
 def test_layout_of_one_episode():
     sessions = episode_sessions(1, 2, n_time=4)
     session = sessions[0]
-    data = StudyTestTask(n_test=5).prepare(sessions)
+    data = StudyTestTask(episode="episode", n_test=5).prepare(sessions)
     first = session.episode.values == 0
     phase = session.task_phase.values[first]
     n_study, n_test = int((phase == "study").sum()), int((phase == "test").sum())
@@ -100,7 +109,7 @@ def test_layout_of_one_episode():
 
 def test_test_set_follows_the_rule_and_holds_no_training_episode():
     sessions = episode_sessions(2, 25)
-    task = StudyTestTask(n_test=300)
+    task = StudyTestTask(episode="episode", n_test=300)
     data = task.prepare(sessions)
     assert len(data.train_lengths) == 50 and len(data.test_lengths) == 300
     train = decoded_episodes(data, "train", 4)
@@ -117,23 +126,23 @@ def test_test_set_follows_the_rule_and_holds_no_training_episode():
     assert len(keys) > 250 and not keys & seen  # none a training episode (independent draws: few repeats)
     assert len({item for study, tested, _ in test for item in study + tested}) == 12  # the whole pool is used
     np.testing.assert_array_equal(task.prepare(sessions).test_inputs, data.test_inputs)
-    other = StudyTestTask(n_test=300, test_seed=1).prepare(sessions)
+    other = StudyTestTask(episode="episode", n_test=300, test_seed=1).prepare(sessions)
     assert not np.array_equal(other.test_inputs, data.test_inputs)
 
 
 def test_recorded_label_is_checked_against_the_rule():
     sessions = episode_sessions(1, 6)
-    assert StudyTestTask(target="old", n_test=5).prepare(sessions).test_lengths.size == 5
+    assert StudyTestTask(episode="episode", target="old", n_test=5).prepare(sessions).test_lengths.size == 5
     # stimuli as categories (the first letter) no longer identify the items: the labels disagree
     categories = sessions[0].assign(stimulus=("trial", np.array([s[:4] for s in sessions[0].stimulus.values])))
     with pytest.raises(TrainingError, match="disagrees with the rule") as error:
-        StudyTestTask(target="old", n_test=5).prepare([categories])
+        StudyTestTask(episode="episode", target="old", n_test=5).prepare([categories])
     assert "old, stimulus" in str(error.value) and "S00" in str(error.value)
     coded = sessions[0].assign(old=("trial", np.nan_to_num(sessions[0].old.values, nan=0) + 1))  # 2 old / 1 new
-    with pytest.raises(TrainingError, match=r"1 \(old\) or 0 \(new\)"):
-        StudyTestTask(target="old", n_test=5).prepare([coded])
+    with pytest.raises(TrainingError, match=r"1 \(old, in\) or 0 \(new, out\)"):
+        StudyTestTask(episode="episode", target="old", n_test=5).prepare([coded])
     with pytest.raises(TrainingError, match="no trial variable 'answer'"):
-        StudyTestTask(target="answer", n_test=5).prepare(sessions)
+        StudyTestTask(episode="episode", target="answer", n_test=5).prepare(sessions)
 
 
 def edit_phases(session, rows, values):
@@ -151,7 +160,7 @@ def edit_phases(session, rows, values):
 def test_sessions_the_rule_cannot_read_are_refused(change, message):
     session = episode_sessions(1, 3, n_test=(2, 2))[0]
     with pytest.raises(TrainingError, match=message) as error:
-        StudyTestTask(n_test=5).prepare([change(session)])
+        StudyTestTask(episode="episode", n_test=5).prepare([change(session)])
     assert "S00" in str(error.value)
 
 
@@ -166,6 +175,7 @@ def test_column_names_and_phase_values_are_options():
 
 @pytest.mark.parametrize("options, field", [
     (dict(phases=("study",)), "phases"),
+    (dict(encoding="probe"), "task options"),
     (dict(phases=("test", "test")), "phases"),
     (dict(n_test=0), "n_test"),
     (dict(pair="post"), "pair"),
@@ -188,8 +198,8 @@ def test_a_pool_whose_every_episode_was_trained_on_is_refused():
     # 2 items, one studied and one tested: 4 possible episodes, all among the 30 training episodes
     sessions = episode_sessions(1, 30, n_study=(1, 1), n_test=(1, 1), pool=2)
     assert len(training_keys(sessions)) == 4
-    with pytest.raises(TrainingError, match="no unseen test episode of 1 study and 1 test items") as error:
-        StudyTestTask(n_test=10).prepare(sessions)
+    with pytest.raises(TrainingError, match="no unseen test episode can be drawn from 2 stimuli") as error:
+        StudyTestTask(episode="episode", n_test=10).prepare(sessions)
     assert "more distinct stimuli" in str(error.value)
 
 
@@ -197,8 +207,8 @@ def test_image_names_survive_the_derivative(tmp_path):
     sessions = episode_sessions(2, 4)
     derivative = Derivative.create(tmp_path / "b2m-identity", sessions, method="identity", params={},
                                    source_datasets=[], progress=False)
-    from_disk = StudyTestTask(n_test=20, target="old").prepare(derivative.datasets())
-    in_memory = StudyTestTask(n_test=20, target="old").prepare(sessions)
+    from_disk = StudyTestTask(episode="episode", n_test=20, target="old").prepare(derivative.datasets())
+    in_memory = StudyTestTask(episode="episode", n_test=20, target="old").prepare(sessions)
     assert from_disk.stimuli == in_memory.stimuli
     assert all(isinstance(item, str) and item.startswith("img") for item in from_disk.stimuli)
     for name in ("train_inputs", "train_targets", "train_brain", "train_paired", "test_inputs", "test_targets"):
@@ -212,9 +222,9 @@ def test_a_small_student_learns_recognition_above_chance():
 
     torch.set_num_threads(1)
     sessions = episode_sessions(1, 120, n_study=(2, 2), n_test=(2, 2), pool=8)
-    result = train(sessions, task="study_test", alpha=0.0, epochs=30, lr=3e-2, batch_size=8, hidden_size=32,
+    result = train(sessions, task="study_test", episode="episode", alpha=0.0, epochs=30, lr=3e-2, batch_size=8, hidden_size=32,
                    dropout=0.0, n_test=200, progress=False)
-    data = StudyTestTask(n_test=200).prepare(sessions)
+    data = StudyTestTask(episode="episode", n_test=200).prepare(sessions)
     old_share = (data.test_targets[data.test_scored] == 1).mean()
     chance = max(old_share, 1 - old_share)
     print(f"study_test: test accuracy {result.final_test_accuracy:.3f}, majority-class chance {chance:.3f}")

@@ -1,21 +1,23 @@
 """Simulated intracranial sessions of study-test recognition and Sternberg working memory.
 
-Designs (one row of the trials table per item shown):
+Designs, with their trials tables laid out as the public datasets' presets read them
+(``dandi000004`` and ``dandi000469`` in ``b2m_neuro/adapters/presets``):
 
-- ``study_test_session``: blocks of ``study_items`` items shown one after the other (phase
-  ``"study"``), a short delay, then ``test_items`` items (phase ``"test"``), half of them old (from
-  the block's study list) and half new, in random order; the participant answers old or new.
-- ``sternberg_session``: trials of 1-3 encoding items (phase ``"encoding"``; the load drawn from
-  ``loads``), a maintenance period with nothing on screen, then one probe (phase ``"probe"``), in
-  the encoded set with probability 0.5; the participant answers in or out.
-
-Trials table columns: ``start_time`` (1 s before onset), ``stimulus_onset``, ``stop_time``
-(stimulus offset: a fixed display for study/encoding items, the response for test/probe items),
-``stimulus_duration`` (onset to stop), ``stimulus`` (the item's identity, an image name such as
-``"img07"``), ``task_phase``, ``episode`` (block or Sternberg trial), the answer the rule gives
-(``old``: 1 old / 0 new, or ``probe_in``: 1 in / 0 out; NaN on study/encoding rows) and the
-participant's ``response`` (same coding, correct with probability ``accuracy``; NaN on
-study/encoding rows).
+- ``study_test_session``: blocks of ``study_items`` images shown one after the other, a short
+  delay, then ``test_items`` images, half of them old (from the block's study list) and half new,
+  in random order; the participant answers old or new. One row per image shown:
+  ``start_time`` (1 s before onset), ``stimulus_onset``, ``stop_time`` (offset: 1 s after onset for
+  study items, the response for test items), ``stimulus_duration`` (onset to stop), ``stimulus``
+  (the image name, ``"img07"``), ``task_phase`` (``"study"``/``"test"``), ``episode`` (the block),
+  ``target`` (1 old / 0 new; 0 for study items, new when shown) and ``response`` (the
+  participant's answer, 1 old / 0 new, correct with probability ``accuracy``; -1 on study items).
+- ``sternberg_session``: trials of 1-3 encoding images (the load drawn from ``loads``), a 2 s
+  maintenance period with nothing on screen, then a probe, one of the encoded images with
+  probability 0.5; the participant answers in or out. One row per Sternberg trial: ``start_time``
+  (1 s before the first encoding image), ``stop_time`` (the response), ``probe_onset``,
+  ``reaction_time`` (probe onset to response), ``load``, ``encoding_1`` ... (picture ids 1 ...
+  ``n_items``, 0 where the load leaves a slot empty), ``probe``, ``target`` (1 in / 0 out) and
+  ``response`` (1 in / 0 out).
 
 Neurons (as in the human medial temporal lobe recordings of such tasks, e.g. Rutishauser et al.,
 Kaminski et al. 2017): units fire as Poisson processes whose log rate is constant within each
@@ -31,7 +33,7 @@ the memory and persistent terms: a teacher that carries the stimuli but not the 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -106,12 +108,14 @@ def study_test_session(*, seed: int = 0, n_blocks: int = 40, study_items: int = 
     Returns
     -------
     SpikeRecording
-        ``metadata["ground_truth"]`` holds the per-trial familiarity, the tuning and the parameters.
+        ``metadata["ground_truth"]`` holds the tuning, the parameters and ``events``: one row per
+        image shown (onset, offset, item index, phase, episode, ``familiar``: seen before in the
+        episode), the intervals the rates are constant between.
 
     Examples
     --------
     >>> rec = study_test_session(seed=1, n_blocks=3, n_units=8)
-    >>> rec.trials.groupby("task_phase").size().to_dict(), int(rec.trials["old"].sum())
+    >>> rec.trials.groupby("task_phase").size().to_dict(), int(rec.trials["target"].sum())
     ({'study': 12, 'test': 12}, 6)
     """
     for name, value in (("n_blocks", n_blocks), ("study_items", study_items), ("test_items", test_items),
@@ -128,7 +132,7 @@ def study_test_session(*, seed: int = 0, n_blocks: int = 40, study_items: int = 
         new = rng.choice(np.setdiff1d(np.arange(n_items), study), test_items - n_old, replace=False)
         return study.tolist(), rng.permutation(np.r_[rng.choice(study, n_old, replace=False), new]).tolist()
 
-    return _session("study_test", seed, n_blocks, n_items, block, options)
+    return _session("study_test", seed, n_blocks, n_items, block, _study_test_table, options)
 
 
 def sternberg_session(*, seed: int = 0, n_trials: int = 100, loads: Sequence[int] = (1, 2, 3), n_items: int = 12,
@@ -151,8 +155,8 @@ def sternberg_session(*, seed: int = 0, n_trials: int = 100, loads: Sequence[int
     Examples
     --------
     >>> rec = sternberg_session(seed=1, n_trials=4, n_units=8)
-    >>> sorted(set(rec.trials["task_phase"])), int((rec.trials["task_phase"] == "probe").sum())
-    (['encoding', 'probe'], 4)
+    >>> rec.trials[["load", "encoding_1", "encoding_2", "encoding_3", "probe", "target"]].to_numpy().tolist()
+    [[3, 8, 2, 10, 2, 1], [3, 2, 8, 3, 8, 1], [2, 9, 4, 0, 1, 0], [1, 12, 0, 0, 12, 1]]
     """
     _check_count(n_trials, "n_trials")
     _check_count(n_items, "n_items")
@@ -167,15 +171,18 @@ def sternberg_session(*, seed: int = 0, n_trials: int = 100, loads: Sequence[int
         probe = rng.choice(encoded) if rng.random() < 0.5 else rng.choice(outside)
         return encoded.tolist(), [int(probe)]
 
-    return _session("sternberg", seed, n_trials, n_items, trial, options)
+    return _session("sternberg", seed, n_trials, n_items, trial, lambda trials: _sternberg_table(trials, max(loads)),
+                    options)
 
 
 # --- shared by both designs ---------------------------------------------------------------------
 
-_PHASES = {"study_test": ("study", "test", "old"), "sternberg": ("encoding", "probe", "probe_in")}
+_PHASES = {"study_test": ("study", "test"), "sternberg": ("encoding", "probe")}
 
 
-def _session(design: str, seed: int, n_episodes: int, n_items: int, draw_episode, options: dict) -> SpikeRecording:
+def _session(design: str, seed: int, n_episodes: int, n_items: int, draw_episode: Callable, table: Callable,
+             options: dict) -> SpikeRecording:
+    """Behaviour, units, tuning and spikes of one session; ``table`` lays out its trials table."""
     _check_seed(seed)
     settings = _settings(**options)
     behaviour_rng, layout_rng, tuning_rng, spike_rng = (
@@ -198,8 +205,7 @@ def _session(design: str, seed: int, n_episodes: int, n_items: int, draw_episode
         spike_times=spike_times,
         unit_ids=[f"unit{index:03d}" for index in range(n_units)],
         brain_area=brain_area, electrode=electrode, electrode_location=electrode_location,
-        trials=trials[["start_time", "stop_time", "stimulus_onset", "stimulus_duration", "stimulus", "task_phase",
-                       "episode", _PHASES[design][2], "response"]],
+        trials=table(trials),
         subject=_subject(layout_rng, subject_id), session_id=session_id,
         session_start_time=_session_start(layout_rng),
         session_description=f"Simulated single-unit recording during {title} (b2m_neuro.simulate, seed={seed})",
@@ -213,7 +219,9 @@ def _session(design: str, seed: int, n_episodes: int, n_items: int, draw_episode
             "device": {"name": "simulated microwire array", "manufacturer": "none (simulation)",
                        "description": "simulated Behnke-Fried style depth electrodes with microwires"},
             "ground_truth": {"design": design, "seed": int(seed), "accuracy": accuracy,
-                             "familiar": trials["familiar"].to_numpy(), "tuning": tuning, "rate_model": RATE_MODEL,
+                             "events": trials[["stimulus_onset", "stop_time", "item", "task_phase", "episode",
+                                               "familiar"]],
+                             "tuning": tuning, "rate_model": RATE_MODEL,
                              **{key: settings[key] for key in ("memory_information", "memory_gain", "hold_gain")}},
         },
     )
@@ -241,7 +249,7 @@ def _settings(*, n_units: int | None = None, memory_information: bool = True, me
 def _trials(design: str, rng: np.random.Generator, episodes: list[tuple[list[int], list[int]]],
             accuracy: float) -> pd.DataFrame:
     """One row per item shown, with the rule's answer, the participant's and the timing."""
-    first_phase, second_phase, answer = _PHASES[design]
+    first_phase, second_phase = _PHASES[design]
     rows = []
     for episode, (first, second) in enumerate(episodes):
         rows += [{"item": item, "task_phase": first_phase, "episode": episode, "familiar": False, "answered": False}
@@ -251,8 +259,8 @@ def _trials(design: str, rng: np.random.Generator, episodes: list[tuple[list[int
     trials = pd.DataFrame(rows)
     answered, familiar = trials["answered"].to_numpy(), trials["familiar"].to_numpy()
     correct = rng.random(len(trials)) < accuracy
-    trials[answer] = np.where(answered, familiar.astype(float), np.nan)
-    trials["response"] = np.where(answered, np.where(correct, familiar, ~familiar).astype(float), np.nan)
+    trials["target"] = familiar.astype(int)
+    trials["response"] = np.where(answered, np.where(correct, familiar, ~familiar).astype(int), -1)
     duration = np.where(answered, _reaction_times(rng, correct), DISPLAY_S)
     trials["stimulus_duration"] = duration
     new_episode = np.r_[True, np.diff(trials["episode"].to_numpy()) != 0]
@@ -267,8 +275,27 @@ def _trials(design: str, rng: np.random.Generator, episodes: list[tuple[list[int
     trials["start_time"] = np.cumsum(gaps) + np.r_[0.0, np.cumsum(PRE_STIMULUS_S + duration)[:-1]]
     trials["stimulus_onset"] = trials["start_time"] + PRE_STIMULUS_S
     trials["stop_time"] = trials["stimulus_onset"] + duration
-    trials["stimulus"] = [f"img{item:02d}" for item in trials["item"]]
     return trials
+
+
+def _study_test_table(trials: pd.DataFrame) -> pd.DataFrame:
+    table = trials[["start_time", "stop_time", "stimulus_onset", "stimulus_duration"]].copy()
+    table["stimulus"] = [f"img{item:02d}" for item in trials["item"]]
+    return table.join(trials[["task_phase", "episode", "target", "response"]])
+
+
+def _sternberg_table(trials: pd.DataFrame, n_slots: int) -> pd.DataFrame:
+    """One row per Sternberg trial; picture ids count from 1, 0 marks an empty encoding slot."""
+    rows = []
+    for _, trial in trials.groupby("episode", sort=False):
+        encoding, probe = trial.iloc[:-1], trial.iloc[-1]
+        pictures = (encoding["item"].to_numpy() + 1).tolist() + [0] * (n_slots - len(encoding))
+        rows.append({"start_time": encoding["start_time"].iloc[0], "stop_time": probe["stop_time"],
+                     "probe_onset": probe["stimulus_onset"], "reaction_time": probe["stimulus_duration"],
+                     "load": len(encoding), **{f"encoding_{k + 1}": picture for k, picture in enumerate(pictures)},
+                     "probe": int(probe["item"]) + 1, "target": int(probe["target"]),
+                     "response": int(probe["response"])})
+    return pd.DataFrame(rows)
 
 
 def _tuning(rng: np.random.Generator, n_units: int, n_items: int, settings: dict) -> dict[str, np.ndarray]:

@@ -11,9 +11,10 @@ test trials, each scored at its response point. Input coding, ``time_stride`` an
 (``pair``, the same points of study and test trials) are those of :mod:`b2m_neuro.tasks.sequences`.
 
 Variables along ``trial`` (their names are options): the phase (``phase``, whose two values are
-``phases``, study first), the stimulus identity (``stimulus``) and the episode (``episode``). A
-recorded old/new label (``target``: 1 old, 0 new; any value, NaN included, on study trials) is
-optional: the training targets follow the rule, and a label given is checked against the rule on
+``phases``, study first), the stimulus identity (``stimulus``) and, when a session holds several
+blocks, the episode (``episode``; ``None``, the default, makes each session one episode, as in the
+DANDI recognition datasets 000004 and 000207 and their presets). A recorded old/new label
+(``target``: 1 old, 0 new; any value on study trials) is optional: the training targets follow the rule, and a label given is checked against the rule on
 every test trial, so that a stimulus variable which does not identify the items (a category, say)
 is refused instead of teaching the student a wrong rule.
 
@@ -23,12 +24,14 @@ picked at random (study-list length, the order of old and new test items), so th
 the participants' loads and share of old items; its study items are drawn without repetition from
 the stimulus pool (every stimulus in the derivative), its old test items from those and its new
 ones from the rest of the pool. No test episode equals a training episode (such a draw is drawn
-again in the same shape). Test episodes are independent draws, so with a small pool two of them can
-be the same (a Sternberg pool of 12 images has only 12 load-1 episodes whose probe is in).
+again in the same shape; a shape whose every variant was trained on is left out, with a warning).
+Test episodes are independent draws, so with a small pool two of them can be the same (a pool of
+12 pictures has only 12 load-1 Sternberg trials whose probe is in).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,14 +78,21 @@ class _Episode:
     def key(self) -> tuple:
         return tuple(self.study.tolist()), tuple(self.test.tolist())
 
+    @property
+    def shape(self) -> tuple:
+        """What a drawn test episode copies: the study-list length and the old/new order of the test."""
+        return len(self.study), tuple(self.old.tolist())
+
 
 class StudyTestTask(TrialSequenceTask):
     """Study-test recognition memory (see the module docstring for the rules and the layout).
 
     Parameters
     ----------
-    stimulus, phase, episode
-        Names of the trial variables holding the item shown, the phase and the episode (block).
+    stimulus, phase
+        Names of the trial variables holding the item shown and the phase.
+    episode
+        Name of the trial variable numbering the blocks (episodes), or ``None``: each session is one.
     phases
         The phase variable's values for the study and the test phase, in that order (also given
         as one string ``"study,test"``); other values are refused.
@@ -110,7 +120,7 @@ class StudyTestTask(TrialSequenceTask):
     n_markers = 1
 
     def __init__(self, *, stimulus: str = "stimulus", phase: str = DEFAULT_PHASE_VARIABLE,
-                 phases: Sequence[str] | str = ("study", "test"), episode: str = "episode", target: str | None = None,
+                 phases: Sequence[str] | str = ("study", "test"), episode: str | None = None, target: str | None = None,
                  n_test: int = 200, time_stride: int = 1, pair: str | Sequence[bool] = DEFAULT_PAIRING,
                  test_seed: int = 0) -> None:
         _check_positive_int(n_test, "n_test")
@@ -122,7 +132,7 @@ class StudyTestTask(TrialSequenceTask):
 
     @property
     def required_variables(self) -> tuple[str, ...]:
-        return (self.stimulus, self.phase, self.episode)
+        return (self.stimulus, self.phase) + (() if self.episode is None else (self.episode,))
 
     def options(self) -> dict:
         return {"stimulus": self.stimulus, "phase": self.phase, "phases": list(self.phases), "episode": self.episode,
@@ -134,7 +144,8 @@ class StudyTestTask(TrialSequenceTask):
         layout = self._check(sessions)
         episodes = [episode for session in sessions for episode in self._study_test_episodes(session, layout)]
         train = [_sequence(layout, episode) for episode in episodes]
-        return _task_data(layout, train, self._drawn_test_set(episodes, layout))
+        test = draw_unseen(episodes, layout.stimuli, self.n_test, seed=self.test_seed, field=self.stimulus)
+        return _task_data(layout, train, [_sequence(layout, episode) for episode in test])
 
     def _study_test_episodes(self, session: xr.Dataset, layout: _Layout) -> list[_Episode]:
         where = _where(session)
@@ -144,14 +155,16 @@ class StudyTestTask(TrialSequenceTask):
         recorded = self._recorded_targets(session)
         embedding = session["embedding"].transpose("trial", "time", "latent").to_numpy()[:, layout.time_index]
         embedding = embedding.astype(np.float32)
+        blocks = [("the session", table.index.to_numpy())] if self.episode is None else \
+            [(label, rows.index.to_numpy()) for label, rows in table.groupby(self.episode, sort=False)]
         episodes = []
-        for label, rows in table.groupby(self.episode, sort=False):
-            rows = rows.index.to_numpy()
+        for label, rows in blocks:
             study, test = rows[~is_test[rows]], rows[is_test[rows]]
             self._check_phase_order(label, is_test[rows], where)
             episode = _Episode(stimuli[study], stimuli[test], (embedding[study], embedding[test]))
             if recorded is not None:
-                self._check_recorded(label, episode, recorded[test], where)
+                check_recorded(recorded[test], episode, f"episode {label!r}", file=where,
+                               fields=(self.target, self.stimulus))
             episodes.append(episode)
         return episodes
 
@@ -167,15 +180,16 @@ class StudyTestTask(TrialSequenceTask):
 
     def _check_phase_order(self, label, is_test: np.ndarray, where: str) -> None:
         study_name, test_name = self.phases
+        field = self.episode or self.phase
         if is_test.all() or not is_test.any():
             missing = study_name if is_test.all() else test_name
-            raise TrainingError(f"episode {label!r} has no {missing!r} trials", file=where, field=self.episode,
+            raise TrainingError(f"episode {label!r} has no {missing!r} trials", file=where, field=field,
                                 fix=f"give every episode {study_name!r} trials, then {test_name!r} trials")
         if (np.diff(is_test.astype(int)) < 0).any():
             raise TrainingError(f"episode {label!r} has a {study_name!r} trial after a {test_name!r} trial",
-                                file=where, field=self.episode,
-                                fix="one study phase then one test phase per episode: number each block "
-                                    "in the episode variable")
+                                file=where, field=field,
+                                fix="one study phase then one test phase per episode: name the variable that "
+                                    "numbers the blocks as episode=...")
 
     def _recorded_targets(self, session: xr.Dataset) -> np.ndarray | None:
         if self.target is None:
@@ -186,39 +200,63 @@ class StudyTestTask(TrialSequenceTask):
                                 fix="embed with a teacher spec that keeps it, or leave target out to use the rule")
         return _values(session, self.target)
 
-    def _check_recorded(self, label, episode: _Episode, recorded: np.ndarray, where: str) -> None:
-        if not np.isin(recorded, (0, 1)).all():
-            raise TrainingError(f"the recorded label must be 1 (old) or 0 (new) on test trials, found "
-                                f"{sorted(set(recorded.tolist()), key=str)} in episode {label!r}", file=where,
-                                field=self.target, fix="map the codes to 1/0 in the teacher spec, or leave target out")
-        wrong = np.flatnonzero(recorded != episode.old)
-        if wrong.size:
-            item = episode.test[wrong[0]]
-            raise TrainingError(
-                f"the recorded label disagrees with the rule (old iff studied in the episode) at {wrong.size} of "
-                f"{len(recorded)} test trials of episode {label!r}, e.g. item {item!r} labelled "
-                f"{'old' if recorded[wrong[0]] else 'new'}", file=where, field=f"{self.target}, {self.stimulus}",
-                fix="name the variable that identifies the items (each image, not its category) as stimulus")
 
-    def _drawn_test_set(self, episodes: list[_Episode], layout: _Layout) -> list[_Sequence]:
-        rng = np.random.default_rng(self.test_seed)
-        pool = np.array(layout.stimuli, dtype=object)
-        seen = {episode.key for episode in episodes}
-        test = []
-        for _ in range(self.n_test):
-            template = episodes[rng.integers(len(episodes))]
-            for _ in range(_TRIES_PER_EPISODE):
-                drawn = _draw_like(rng, template, pool, field=self.stimulus)
-                if drawn.key not in seen:
-                    break
-            else:
-                raise TrainingError(
-                    f"no unseen test episode of {len(template.study)} study and {len(template.test)} test items "
-                    f"found in {_TRIES_PER_EPISODE} draws from {len(pool)} stimuli: the training episodes hold "
-                    "(nearly) all of them", field=self.stimulus,
-                    fix="use a derivative with more distinct stimuli (or fewer training episodes of that shape)")
-            test.append(_sequence(layout, drawn))
-        return test
+def check_recorded(recorded: np.ndarray, episode: _Episode, label: str, *, file: str, fields: tuple[str, str]) -> None:
+    """Refuse a recorded label (1 old or in / 0 new or out) that is not binary or disagrees with the rule."""
+    target, stimulus = fields
+    if not np.isin(recorded, (0, 1)).all():
+        raise TrainingError(f"the recorded label must be 1 (old, in) or 0 (new, out), found "
+                            f"{sorted(set(recorded.tolist()), key=str)} in {label}", file=file, field=target,
+                            fix="map the codes to 1/0 in the teacher spec, or leave target out")
+    wrong = np.flatnonzero(recorded != episode.old)
+    if wrong.size:
+        raise TrainingError(
+            f"the recorded label disagrees with the rule (old iff studied in the episode) at {wrong.size} of "
+            f"{len(recorded)} tested items of {label}, e.g. item {episode.test[wrong[0]]!r} labelled "
+            f"{'old' if recorded[wrong[0]] else 'new'}", file=file, field=f"{target}, {stimulus}",
+            fix="name the variable that identifies the items (each image, not its category) as the stimulus")
+
+
+def draw_unseen(episodes: list[_Episode], stimuli: list, n_test: int, *, seed: int, field: str) -> list[_Episode]:
+    """``n_test`` episodes drawn from the rule in the shapes of ``episodes``, none equal to one of them.
+
+    A shape whose every variant is a training episode (with a small pool, e.g. the load-1 Sternberg
+    trials whose probe is in: one per picture) is left out of the test set, with a warning; if no
+    shape is left, a :class:`TrainingError`.
+    """
+    rng = np.random.default_rng(seed)
+    pool = np.array(stimuli, dtype=object)
+    seen = {episode.key for episode in episodes}
+    templates, exhausted = list(episodes), []
+    drawn = []
+    while len(drawn) < n_test:
+        if not templates:
+            raise TrainingError(f"no unseen test episode can be drawn from {len(pool)} stimuli: the training "
+                                "episodes hold (nearly) every episode of each shape", field=field,
+                                fix="use a derivative with more distinct stimuli")
+        template = templates[rng.integers(len(templates))]
+        episode = _draw_unseen_like(rng, template, pool, seen, field=field)
+        if episode is None:
+            exhausted.append(template.shape)
+            templates = [other for other in templates if other.shape != template.shape]
+            continue
+        drawn.append(episode)
+    if exhausted:
+        shapes = "; ".join(f"{n_study} studied, old pattern {''.join('o' if old else 'n' for old in pattern)}"
+                           for n_study, pattern in exhausted)
+        warnings.warn(f"{field}: the test set leaves out episodes of these shapes, whose every variant is a training "
+                      f"episode: {shapes}. Fix: use a derivative with more distinct stimuli to test them too",
+                      UserWarning, stacklevel=3)
+    return drawn
+
+
+def _draw_unseen_like(rng: np.random.Generator, template: _Episode, pool: np.ndarray, seen: set, *,
+                      field: str) -> _Episode | None:
+    for _ in range(_TRIES_PER_EPISODE):
+        episode = _draw_like(rng, template, pool, field=field)
+        if episode.key not in seen:
+            return episode
+    return None
 
 
 def _check_phases(phases: Sequence[str] | str) -> tuple[str, str]:
