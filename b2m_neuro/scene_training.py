@@ -24,10 +24,11 @@ and the report), the latent MSE between the latent mean of every H frame and its
 linear CKA and RSA.
 
 Runs of one architecture on the same images (they may differ in alpha, seed, control teacher,
-learning rate, weight decay, dropout) are trained as one group with stacked weights
+learning rate, weight decay, dropout) can be trained as one group with stacked weights
 (:class:`b2m_neuro.models.stacked_vae.StackedVAEs`), each on its own batches; a run's history does
-not depend on its group (up to float rounding). On CUDA the forward passes run under bf16
-autocast (``bf16="auto"``).
+not depend on its group (up to float rounding). How many share a group:
+:func:`auto_scene_group_size` (one on a CPU, where stacking does not pay; as many as fit on a GPU).
+On CUDA the forward passes run under bf16 autocast (``bf16="auto"``).
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ if TYPE_CHECKING:
 
     from b2m_neuro.training import TrainResult
 
-__all__ = ["train_scenes", "prepare_scene_run", "fit_scene_runs", "SceneRun", "SCENE_DEFAULTS",
-           "SCENE_HISTORY_VARIABLES"]
+__all__ = ["train_scenes", "prepare_scene_run", "fit_scene_runs", "auto_scene_group_size", "SceneRun",
+           "SCENE_DEFAULTS", "SCENE_HISTORY_VARIABLES"]
 
 #: The scene training's own defaults for :class:`~b2m_neuro.engine.TrainConfig` fields (the others keep TrainConfig's).
 SCENE_DEFAULTS = {"transfer": "latent", "batch_size": 32, "epochs": 100}
@@ -181,7 +182,7 @@ def fit_scene_runs(runs: Sequence[SceneRun], *, device: Any = "cpu", group_size:
     device
         The torch device the networks are on.
     group_size
-        Most runs per group (``None``: all compatible runs in one group).
+        Most runs per group; ``None``: :func:`auto_scene_group_size`.
     bf16
         Forward passes under bf16 autocast: ``"auto"`` on CUDA only, or ``True`` / ``False``.
     progress
@@ -205,12 +206,33 @@ def fit_scene_runs(runs: Sequence[SceneRun], *, device: Any = "cpu", group_size:
         buckets.setdefault(_group_key(run), []).append(index)
     outcomes: list = [None] * len(runs)
     for members in buckets.values():
-        size = group_size or len(members)
+        size = group_size or auto_scene_group_size(runs[members[0]], device=device, n_runs=len(members))
         for start in range(0, len(members), size):
             chosen = members[start:start + size]
             for index, outcome in zip(chosen, _train_group([runs[i] for i in chosen], device, autocast, progress)):
                 outcomes[index] = outcome
     return outcomes
+
+
+def auto_scene_group_size(run: SceneRun, *, device: Any = "cpu", n_runs: int = 1) -> int:
+    """How many scene runs like ``run`` to train together.
+
+    CPU: 1 (the convolutions are compute bound; ``benchmarks/bench_vae.py`` measured stacked runs
+    at 0.7-1.0x the speed of one at a time on 2 cores). CUDA: as many of the ``n_runs`` as fit
+    their training activations (about ``4 bytes * 5 * activation values per image * (batch +
+    pair batch)`` per run, 2.1 GB at reference size) into half of the free GPU memory. Other
+    devices: all ``n_runs``.
+    """
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cpu":
+        return 1
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        per_run = 4 * 5 * run.network.activation_values * (run.config.batch_size + run.pair_batch)
+        return max(1, min(n_runs, (free // 2) // per_run))
+    return max(1, n_runs)
 
 
 # --- the loop ----------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def measure(data: SceneData, n_runs: int, *, batch: int, pair_batch: int, model:
     alone = make_runs(data, n_runs, batch=batch, pair_batch=pair_batch, model=model, device=device)
     baseline = rates(lambda: [fit_scene_runs([run], **options) for run in alone], scenes, device)
     together = make_runs(data, n_runs, batch=batch, pair_batch=pair_batch, model=model, device=device)
-    stacked = rates(lambda: fit_scene_runs(together, **options), scenes, device)
+    stacked = rates(lambda: fit_scene_runs(together, group_size=n_runs, **options), scenes, device)
     return baseline, stacked
 
 

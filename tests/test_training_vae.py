@@ -69,7 +69,7 @@ def test_batched_runs_equal_one_at_a_time_runs(derivative):
         [(history, diverged)] = fit_scene_runs([prepared.run], progress=False)
         alone.append((history, prepared.run.network.state_dict()))
     together = [prepare_scene_run(derivative, "vae", **options, **setting) for setting in settings]
-    outcomes = fit_scene_runs([p.run for p in together], progress=False)
+    outcomes = fit_scene_runs([p.run for p in together], group_size=3, progress=False)
     assert len({id(p.run.data) for p in together}) == 3  # separate data objects, equal images: one group
     for (history, weights), (batched, diverged), prepared in zip(alone, outcomes, together):
         assert not diverged
@@ -78,6 +78,16 @@ def test_batched_runs_equal_one_at_a_time_runs(derivative):
         for name, value in prepared.run.network.state_dict().items():
             torch.testing.assert_close(value, weights[name], rtol=1e-3, atol=1e-4, msg=name)
     assert not np.allclose(alone[0][0].test_loss, alone[1][0].test_loss)  # the runs do differ
+
+
+def test_the_group_size_is_one_on_a_cpu_and_what_fits_elsewhere(derivative):
+    from b2m_neuro.scene_training import auto_scene_group_size
+
+    prepared = prepare_scene_run(derivative, "vae", alpha=0.1, **{k: v for k, v in FAST.items() if k != "progress"})
+    assert auto_scene_group_size(prepared.run, device="cpu", n_runs=16) == 1
+    assert auto_scene_group_size(prepared.run, device="meta", n_runs=16) == 16
+    reference = ReferenceVAE(3, 64)
+    assert 4 * 5 * reference.activation_values * (32 + 256) == pytest.approx(2.1e9, rel=0.05)  # the docstring's figure
 
 
 def test_a_saved_run_loads_back(baseline, tmp_path):
@@ -127,7 +137,7 @@ def test_the_reconstruction_grid_shows_originals_over_reconstructions(baseline, 
 
 
 def test_a_vae_sweep_stores_every_condition_and_batched_equals_sequential(derivative, tmp_path):
-    options = dict(scenes=str(CARLA_SCENES), epochs=2, lr=3e-3, batch_size=2, n_train=4, n_test=2, pair_batch=16,
+    options = dict(scenes=str(CARLA_SCENES), epochs=1, lr=3e-3, batch_size=2, n_train=4, n_test=2, pair_batch=16,
                    device="cpu", channels=[4, 8, 8, 16], hidden=32)
     grid = dict(alphas=[0.5], seeds=2, controls=("no_info", "shuffled", "l2"), l2=[1e-3], progress=False)
     sequential = b2m_neuro.sweep(derivative, "vae", out=tmp_path / "sequential", **grid, **options)

@@ -45,6 +45,7 @@ ordinary ``nn.Module``); in eval mode there is no dropout and ``z = mu``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -104,14 +105,15 @@ class ReferenceVAE(nn.Module):
             sizes.append(tuple((n + 2 * padding - kernel) // stride + 1 for n in sizes[-1]))
         if min(sizes[-1]) < 1:
             raise TrainingError(f"images of {self.image_size[0]} x {self.image_size[1]} pixels are too small for "
-                                f"four stride-2 convolutions", field="image_size", fix="use images of at least 30 x 30 pixels")
+                                f"four stride-2 convolutions", field="image_size", fix="use images of at least 32 x 32 pixels")
         self.code_shape = (self.channels[-1], *sizes[-1])
         flat = self.channels[-1] * sizes[-1][0] * sizes[-1][1]
         widths = (int(n_inputs), *self.channels)
         self.encoder = nn.ModuleList()
         for (kernel, stride, padding, norm), c_in, c_out in zip(_CONVS, widths[:-1], widths[1:]):
-            layer = [nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=not norm)]
-            self.encoder.append(nn.Sequential(*layer, *([nn.BatchNorm2d(c_out)] if norm else []), nn.LeakyReLU()))
+            convolution = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=not norm)
+            normalization = [nn.BatchNorm2d(c_out)] if norm else []
+            self.encoder.append(nn.Sequential(convolution, *normalization, nn.LeakyReLU()))
         self.encoder_linear = nn.Sequential(nn.Linear(flat, hidden), nn.LeakyReLU())
         self.mu = nn.Linear(hidden, latent_dim)
         self.log_sigma = nn.Linear(hidden, latent_dim)
@@ -125,12 +127,19 @@ class ReferenceVAE(nn.Module):
                                              output_padding=output_padding)
             self.decoder.append(nn.Sequential(convolution, nn.LeakyReLU()))
         self.decoder[-1][-1] = nn.Sigmoid()
+        # the output shape of every layer followed by dropout: encoder convolutions, encoder hidden
+        # layer, the two decoder linear layers, the decoder's transposed convolutions but the last
         self._dropout_shapes = ([(c, *s) for c, s in zip(self.channels, sizes[1:])] + [(hidden,)]
                                 + [(hidden,), (flat,)] + [(c, *s) for c, s in zip(self.channels[-2::-1], sizes[-2:0:-1])])
 
     @property
     def latent_dim(self) -> int:
         return self.mu.out_features
+
+    @property
+    def activation_values(self) -> int:
+        """Values of the hidden layers' outputs per image (what sets the memory a training pass needs)."""
+        return sum(math.prod(shape) for shape in self._dropout_shapes)
 
     def stacking_key(self) -> tuple | None:
         """The architecture (channels in, latent, image size, channels, hidden): networks with equal
