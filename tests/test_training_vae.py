@@ -187,3 +187,21 @@ def test_the_train_command_reports_bad_vae_input_without_a_traceback(derivative,
     assert "no train images" in err and "Traceback" not in err
     assert main(["train", str(derivative), "--model", "vae", "--alpha", "0.5", "--out", str(tmp_path / "r"), "--quiet"]) == 2
     assert "needs the folder of its training scenes" in capsys.readouterr().err
+
+
+def test_a_run_whose_loss_leaves_its_range_is_stopped_and_flagged(derivative):
+    result = b2m_neuro.train(derivative, "vae", alpha=0.5, epochs=3, divergence_factor=1e-6,
+                             **(FAST | {"n_train": 4, "pair_batch": 8}))
+    assert result.diverged and "DIVERGED" in result.summary()
+    assert np.isfinite(result.history.test_loss[0]) and np.isnan(result.history.test_loss[1:]).all()
+
+
+def test_bf16_autocast_trains_close_to_float32(derivative):
+    options = {k: v for k, v in FAST.items() if k != "progress"} | {"epochs": 1, "n_train": 4, "pair_batch": 8}
+    histories = []
+    for bf16 in (False, True):
+        prepared = prepare_scene_run(derivative, "vae", alpha=0.5, **options)
+        [(history, diverged)] = fit_scene_runs([prepared.run], bf16=bf16, progress=False)
+        histories.append(history)
+    for name in ("task_loss", "test_loss", "latent_mse"):
+        np.testing.assert_allclose(histories[1][name], histories[0][name], rtol=0.05, err_msg=name)
