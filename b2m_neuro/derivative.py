@@ -112,7 +112,12 @@ def _is_number_list(value: Any) -> bool:
 
 
 def _source_entry(source: Any, index: int) -> dict[str, Any]:
-    """One ``SourceDatasets`` item: a local file (URL + sha256) or a dict with a URL or DOI."""
+    """One ``SourceDatasets`` item: a fetched file (its archive URL, version and sha256), a local file
+    (URL + sha256; the archive's record if a fetch put it there), or a dict with a URL or DOI."""
+    from b2m_neuro.sources import SourceFile, provenance
+
+    if isinstance(source, SourceFile):
+        return source.record()
     if isinstance(source, Mapping):
         entry = _json_ready(dict(source), field=f"source_datasets[{index}]")
         if not ("URL" in entry or "DOI" in entry):
@@ -130,7 +135,7 @@ def _source_entry(source: Any, index: int) -> dict[str, Any]:
             field=f"source_datasets[{index}]",
             fix="pass the NWB/BIDS files the embeddings were computed from",
         )
-    return {"URL": path.resolve().as_uri(), "sha256": sha256(path)}
+    return provenance(path) or {"URL": path.resolve().as_uri(), "sha256": sha256(path)}
 
 
 class _Session:

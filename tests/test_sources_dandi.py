@@ -14,7 +14,7 @@ from b2m_neuro._util.files import sha256
 from b2m_neuro.cli import main
 from b2m_neuro.convert import spikes_to_nwb
 from b2m_neuro.simulate import memory_session
-from b2m_neuro.sources import SourceFile
+from b2m_neuro.sources import SourceFile, provenance
 from b2m_neuro.sources._cache import manifest_path
 from dandi_server import LocalDandiArchive
 
@@ -134,6 +134,14 @@ def test_a_fetched_file_goes_straight_to_the_adapter(archive, nwb_files, tmp_pat
     assert isinstance(fetched.files[0], SourceFile)
     rates = load_spikes(fetched.files[0], "coarse", progress=False)
     xr.testing.assert_identical(rates.drop_attrs(), load_spikes(nwb_files[SMALL_PATH], "coarse", progress=False).drop_attrs())
+
+
+def test_a_fetched_file_keeps_its_archive_provenance(archive, nwb_files, tmp_path):
+    fetched = fetch("dandi:000004", include=SMALL_PATH, server=archive.api_url, cache=tmp_path, progress=False)
+    record = {"URL": fetched.files[0].url, "Version": f"dandi:000004@{VERSION}", "sha256": fetched.files[0].sha256}
+    assert fetched.files[0].record() == record
+    assert provenance(fetched.files[0].local) == record  # found through the manifest beside the folder
+    assert provenance(nwb_files[SMALL_PATH]) is None
 
 
 def test_cli_fetch_prints_the_files_and_errors_without_traceback(archive, tmp_path, capsys):

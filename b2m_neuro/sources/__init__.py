@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from b2m_neuro.errors import SourceError
+from b2m_neuro.sources._cache import provenance
 from b2m_neuro.sources._files import Fetched, SourceFile
 
-__all__ = ["fetch", "Fetched", "SourceFile"]
+__all__ = ["fetch", "Fetched", "SourceFile", "provenance"]
 
 _ARCHIVE = re.compile(r"(?P<archive>dandi|openneuro):(?P<dataset>[^@]+)(?:@(?P<version>.+))?")
 

@@ -27,6 +27,24 @@ def manifest_path(root: Path) -> Path:
     return root.with_name(f"{root.name}.manifest.json")
 
 
+def provenance(path: str | os.PathLike) -> dict[str, str] | None:
+    """The ``SourceDatasets`` entry of a file that a fetch put in a cache folder (found through the
+    manifest beside one of its parent folders), or None for any other file."""
+    path = Path(path).resolve()
+    for folder in path.parents:
+        if not folder.name:  # the file system's root
+            return None
+        manifest = manifest_path(folder)
+        if manifest.is_file():
+            stored = json.loads(manifest.read_text())
+            entry = stored.get("files", {}).get(path.relative_to(folder).as_posix())
+            if entry is None:
+                return None
+            return SourceFile(path.relative_to(folder).as_posix(), entry["size"], entry["sha256"], path,
+                              entry.get("url"), stored.get("source", "")).record()
+    return None
+
+
 class Manifest:
     """What one dataset version's cache folder holds, kept in ``<version>.manifest.json`` beside the
     folder (outside it, so the folder stays exactly the dataset and passes its validators).

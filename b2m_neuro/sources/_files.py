@@ -26,6 +26,8 @@ class SourceFile:
         Where the file lies on disk, or None when it is streamed.
     url
         Where the archive serves the file, or None for a local folder.
+    source
+        The dataset version it belongs to (``"dandi:000004@0.220126.1852"``).
     """
 
     path: str
@@ -33,6 +35,12 @@ class SourceFile:
     sha256: str
     local: Path | None = None
     url: str | None = None
+    source: str = ""
+
+    def record(self) -> dict[str, str]:
+        """The file as a BIDS ``SourceDatasets`` entry: URL, version (the source) and sha256."""
+        url = self.url if self.url is not None else self.local.resolve().as_uri()
+        return {"URL": url, "Version": self.source, "sha256": self.sha256}
 
     @property
     def name(self) -> str:

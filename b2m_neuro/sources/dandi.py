@@ -8,6 +8,7 @@ cache with the archive's digest are not asked for again.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import contextlib
 import io
 import logging
@@ -41,7 +42,7 @@ def fetch_dandi(dandiset_id: str, version: str | None, *, patterns: Sequence[str
         if not assets:
             raise SourceError(f"no asset of {source} matches the selection", file=api_url, field="include",
                               fix=f"choose other include globs or filters; some paths: {_some_paths(dandiset)}")
-        files = [_source_file(asset) for asset in assets]
+        files = [_source_file(asset, source) for asset in assets]
     if stream:
         return Fetched(source, version, None, files)
     root = cache / "dandi" / _server_folder(api_url) / dandiset_id / version
@@ -55,7 +56,7 @@ def fetch_dandi(dandiset_id: str, version: str | None, *, patterns: Sequence[str
             manifest.add(file, identity=file.sha256)
             done += file.size
             update(done)
-    return Fetched(source, version, root, [SourceFile(f.path, f.size, f.sha256, root / f.path, f.url) for f in files])
+    return Fetched(source, version, root, [dataclasses.replace(f, local=root / f.path) for f in files])
 
 
 def _api_url(server: str) -> str:
@@ -105,10 +106,10 @@ def _some_paths(dandiset, n: int = 5) -> str:
     return ", ".join(paths) or "(the version has no assets)"
 
 
-def _source_file(asset) -> SourceFile:
+def _source_file(asset, source: str) -> SourceFile:
     digest = asset.get_raw_metadata().get("digest", {})
     url = asset.get_content_url(follow_redirects=1, strip_query=True)
-    return SourceFile(asset.path, asset.size, digest.get("dandi:sha2-256", ""), None, url)
+    return SourceFile(asset.path, asset.size, digest.get("dandi:sha2-256", ""), None, url, source)
 
 
 def _download(asset, target: Path, api_url: str) -> None:

@@ -21,7 +21,7 @@ def fetch_local(folder: Path, *, patterns: Sequence[str], entities: dict) -> Fet
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         relative = path.relative_to(root).as_posix()
         if not relative.startswith(".") and selected(relative, patterns, **entities):
-            files.append(SourceFile(relative, path.stat().st_size, sha256(path), path, None))
+            files.append(SourceFile(relative, path.stat().st_size, sha256(path), path, None, f"local:{root}"))
     if not files:
         raise SourceError("no file of the folder matches the selection", file=folder, field="include",
                           fix="choose other include globs or filters")

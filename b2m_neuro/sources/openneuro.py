@@ -72,11 +72,11 @@ def fetch_openneuro(dataset: str, tag: str | None, *, patterns: Sequence[str], e
         done = 0
         for item in missing:
             _download(item, root / item.path, retries=retries)
-            manifest.add(SourceFile(item.path, item.size, sha256(root / item.path), root / item.path, item.url),
+            manifest.add(SourceFile(item.path, item.size, sha256(root / item.path), root / item.path, item.url, source),
                          identity=item.identity)
             done += item.size
             update(done)
-    files = [SourceFile(r.path, r.size, manifest.files[r.path]["sha256"], root / r.path, r.url) for r in chosen]
+    files = [SourceFile(r.path, r.size, manifest.files[r.path]["sha256"], root / r.path, r.url, source) for r in chosen]
     return Fetched(source, version, root, files)
 
 
