@@ -11,7 +11,7 @@ import pytest
 from b2m_neuro._util.files import sha256
 from b2m_neuro.adapters import FilterSpec, FixedWindow, ReactionTimeWindow, TeacherSpec, UnitSelection, load_spikes
 from b2m_neuro.adapters.spec import CodeMap, ColumnExpression, ColumnSum, TrialBlocks, TrialSelection
-from b2m_neuro.adapters.spikes import TrialBins, bin_layout, causal_filter, spike_rates, trial_edges
+from b2m_neuro.adapters.spikes import EdgeSearch, TrialBins, bin_layout, causal_filter, spike_rates, trial_edges
 from b2m_neuro.convert import spikes_to_nwb
 from b2m_neuro.errors import AdapterError
 from b2m_neuro.simulate import memory_session
@@ -79,6 +79,19 @@ def test_overlapping_windows_are_binned_like_each_trial_alone():
                 [histogram_rates(spikes, onset + np.linspace(-1, -0.2, 5)), histogram_rates(spikes, onset + np.linspace(0, 2, 9))]
             )
             np.testing.assert_allclose(rates[trial, :, unit], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_edge_search_equals_searchsorted(seed):
+    rng = np.random.default_rng(seed)
+    repeated = np.sort(rng.uniform(0, 100, 5))
+    edges = np.sort(np.concatenate([rng.uniform(0, 100, rng.integers(2, 400)), rng.choice(repeated, 4), repeated]))
+    times = np.concatenate([rng.uniform(-5, 105, 3000), edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf),
+                            [np.nan, np.inf, -np.inf]])  # fmt: skip
+    for max_buckets in (1, 7, 1 << 22):  # coarse buckets need many steps; fine ones few
+        search = EdgeSearch(edges, max_buckets=max_buckets)
+        for order in (times, np.sort(times)):
+            np.testing.assert_array_equal(search.positions(order), np.searchsorted(edges, order, side="right") - 1)
 
 
 def test_chunking_and_unit_choice_do_not_change_rates():

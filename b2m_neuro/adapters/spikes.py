@@ -1,8 +1,9 @@
 """NWB spike trains -> a ``(trial, time, unit)`` firing-rate array, following a :class:`TeacherSpec`.
 
 The hot path is vectorized. All bin edges of all trials form one ``(trial, edge)`` array; each
-spike finds its bin with one ``np.searchsorted`` over the flattened edges, and one weighted
-``np.bincount`` turns the spikes of a chunk of units into rates (Hz). Trials whose windows overlap
+spike finds its bin with one search over the flattened edges (:class:`EdgeSearch`, equal to
+``np.searchsorted``), and one weighted ``np.bincount`` turns the spikes of a chunk of units into
+rates (Hz). Trials whose windows overlap
 are split into a few groups of non-overlapping trials (as many as the deepest overlap), so the
 flattened edges of each group are sorted. The causal filter is a banded matrix product along time
 over all trials and units of the chunk at once. Spike times are read from the units table's ragged
@@ -41,7 +42,7 @@ __all__ = ["load_spikes", "TrialBins", "spike_rates", "causal_filter"]
 # intervals table, are taken to be in milliseconds (or samples).
 _MAX_PLAUSIBLE_SECONDS = 1e5
 _MAX_RATIO_TO_INTERVALS = 500.0
-_DEFAULT_CHUNK_BYTES = 64 << 20
+_DEFAULT_CHUNK_BYTES = 16 << 20  # small enough for the allocator to reuse the same memory chunk after chunk
 _TIME_DESCRIPTIONS = {
     "seconds": "bin centre, seconds from the alignment event",
     "pre_seconds_then_rt_phase": "bin centre: seconds from the event in the pre phase, then fraction of the "
@@ -69,6 +70,8 @@ class TrialBins:
     groups
         ``(rows, flat_edges)`` pairs: trials whose windows do not overlap, and their edges
         flattened into one sorted vector.
+    searches
+        Per group, an :class:`EdgeSearch` over its flattened edges.
     slots
         Per group, ``(len(flat_edges) + 1,)`` int32: the flat ``trial * n_time + time`` index of
         the bin starting at each flattened edge, or ``n_trials * n_time`` (a "no bin" slot) for
@@ -83,6 +86,7 @@ class TrialBins:
     inv_width: np.ndarray
     slot_weight: np.ndarray
     groups: tuple[tuple[np.ndarray, np.ndarray], ...]
+    searches: tuple[EdgeSearch, ...]
     slots: tuple[np.ndarray, ...]
     n_time: int
 
@@ -100,11 +104,52 @@ class TrialBins:
             np.append(np.where(edge_bin >= 0, rows[:, None] * n_time + edge_bin, no_bin).ravel(), no_bin).astype(np.int32)
             for rows, _ in groups
         )
-        return cls(edges, edge_bin, inv_width, np.append(inv_width.ravel(), 0.0), groups, slots, n_time)
+        searches = tuple(EdgeSearch(flat_edges) for _, flat_edges in groups)
+        return cls(edges, edge_bin, inv_width, np.append(inv_width.ravel(), 0.0), groups, searches, slots, n_time)
 
     @property
     def n_trials(self) -> int:
         return self.edges.shape[0]
+
+
+class EdgeSearch:
+    """``np.searchsorted(edges, t, side="right") - 1`` for many ``t`` (the last edge at or before
+    each time), exactly, about twice as fast on spike trains.
+
+    A table over equal time buckets (about one edge apart, at most ``max_buckets``) gives each
+    time's last edge at or before its bucket's start; a few exact comparisons with the edges then
+    step back or forward to the answer. NaN sorts after every edge, as in ``np.searchsorted``.
+    """
+
+    def __init__(self, edges: np.ndarray, *, max_buckets: int = 1 << 22) -> None:
+        self.edges = np.append(edges, np.nan)  # edges[n] and edges[-1] are NaN: never at or before a time
+        spacing = np.diff(edges)
+        spacing = spacing[spacing > 0]
+        span = float(edges[-1] - edges[0])
+        width = max(float(np.median(spacing)) if len(spacing) else 1.0, span / max_buckets, np.finfo(float).tiny)
+        self.start, self.inv_width = float(edges[0]), 1.0 / width
+        self.n_buckets = int(span * self.inv_width) + 1
+        bucket_starts = self.start + np.arange(self.n_buckets) / self.inv_width
+        # lookup[b + 1]: the last edge at or before bucket b's start; lookup[0] = -1, before every edge
+        self.lookup = np.concatenate([[-1], np.searchsorted(edges, bucket_starts, side="right") - 1]).astype(np.int32)
+
+    def positions(self, times: np.ndarray) -> np.ndarray:
+        """Index of the last edge <= each time (-1 before the first edge), int32."""
+        bucket = (times - self.start) * self.inv_width
+        np.clip(bucket, -1.0, self.n_buckets - 1.0, out=bucket)
+        nan = np.isnan(bucket)
+        bucket[nan] = -1.0
+        position = self.lookup[bucket.astype(np.int64) + 1]
+        position[nan] = len(self.edges) - 2
+        back = np.flatnonzero(self.edges[position] > times)  # a bucket start rounded past its time
+        while len(back):
+            position[back] -= 1
+            back = back[self.edges[position[back]] > times[back]]
+        ahead = np.flatnonzero(self.edges[position + 1] <= times)  # edges between bucket start and time
+        while len(ahead):
+            position[ahead] += 1
+            ahead = ahead[self.edges[position[ahead] + 1] <= times[ahead]]
+        return position
 
 
 def _non_overlapping_groups(starts: np.ndarray, stops: np.ndarray) -> list[np.ndarray]:
@@ -152,8 +197,8 @@ def chunk_rates(spikes: np.ndarray, labels: np.ndarray, n_units: int, bins: Tria
     """Firing rates (Hz, float32) ``(unit, trial, time)`` of the spikes of ``n_units`` units.
 
     ``spikes`` holds the spike times of all these units (any order), ``labels`` the unit (0 to
-    ``n_units - 1``) of each spike. Each spike's bin is one search in a group's sorted edges and
-    one look-up in its slots; spikes outside every window (NaN included) land in each unit's
+    ``n_units - 1``) of each spike. Each spike's bin is one search in a group's sorted edges
+    (:class:`EdgeSearch`) and one look-up in its slots; spikes outside every window (NaN included) land in each unit's
     "no bin" slot (weight 0), so no spike needs masking. One weighted ``bincount`` (each spike
     weighs 1 / its bin's width) gives the rates: the work per bin is one write, the rest is per
     spike, and spikes are far fewer than bins.
@@ -161,8 +206,8 @@ def chunk_rates(spikes: np.ndarray, labels: np.ndarray, n_units: int, bins: Tria
     per_unit = bins.n_trials * bins.n_time + 1  # the bins, then the "no bin" slot
     offsets = labels * per_unit
     rates = None
-    for (_, flat_edges), slots in zip(bins.groups, bins.slots):
-        slot = slots[np.searchsorted(flat_edges, spikes, side="right") - 1]
+    for search, slots in zip(bins.searches, bins.slots):
+        slot = slots[search.positions(spikes)]
         group_rates = np.bincount(slot + offsets, weights=bins.slot_weight[slot], minlength=n_units * per_unit)
         rates = group_rates if rates is None else np.add(rates, group_rates, out=rates)
     out = np.empty((n_units, bins.n_trials, bins.n_time), dtype=np.float32)
@@ -171,7 +216,7 @@ def chunk_rates(spikes: np.ndarray, labels: np.ndarray, n_units: int, bins: Tria
 
 
 def causal_filter(
-    rates: np.ndarray, kernel: np.ndarray, *, skip: int = 0, block: int = 256, out: np.ndarray | None = None
+    rates: np.ndarray, kernel: np.ndarray, *, skip: int = 0, block: int = 64, out: np.ndarray | None = None
 ) -> np.ndarray:
     """Causal FIR filter along the last axis: ``y[n] = sum_m kernel[m] * x[n - m]``, zeros before 0.
 
