@@ -83,7 +83,7 @@ def test_memory_selective_neurons_carry_old_versus_new(recognition_pair):
         features = counts(rec, test.stimulus_onset.to_numpy(), 0.0, 0.5)
         accuracies.append(decoding_accuracy(features, test.target.to_numpy(), test.episode.to_numpy()))
     informative, uninformative = accuracies
-    print(f"old/new decoded from 0-0.5 s after onset: {informative:.3f}; without memory information {uninformative:.3f}")
+    print(f"old/new decoded 0-0.5 s after onset: {informative:.3f}; without memory information {uninformative:.3f}")
     assert informative > 0.75 and uninformative < 0.62
 
 
@@ -100,7 +100,7 @@ def test_held_items_raise_their_concept_cells_before_the_probe():
         holds_preferred = (held[:, 1:].astype(float) @ preferred.T.astype(float)) > 0  # (trial, unit)
         before = counts(rec, trials.probe_onset.to_numpy(), -1.0, 0.0)
         ratios.append(before[holds_preferred].mean() / before[~holds_preferred].mean())
-    print(f"pre-probe rate, preferred item held / not held: {ratios[0]:.2f}; without memory information {ratios[1]:.2f}")
+    print(f"pre-probe rate, preferred item held / not: {ratios[0]:.2f}; without memory information {ratios[1]:.2f}")
     assert ratios[0] > 1.3 and 0.85 < ratios[1] < 1.15
 
 

@@ -22,7 +22,8 @@ def episode_sessions(n_sessions=1, n_episodes=20, *, n_study=(2, 3), n_test=(2, 
         for episode in range(n_episodes):
             study = rng.choice(pool, rng.integers(n_study[0], n_study[1] + 1), replace=False)
             new = rng.permutation(np.setdiff1d(np.arange(pool), study))
-            test = [rng.choice(study) if rng.random() < 0.5 else new[i] for i in range(rng.integers(n_test[0], n_test[1] + 1))]
+            n_tested = rng.integers(n_test[0], n_test[1] + 1)
+            test = [rng.choice(study) if rng.random() < 0.5 else new[i] for i in range(n_tested)]
             for items, phase in ((study, phases[0]), (test, phases[1])):
                 for item in items:
                     columns["stimulus"].append(f"img{item:02d}")
@@ -43,7 +44,8 @@ def episode_sessions(n_sessions=1, n_episodes=20, *, n_study=(2, 3), n_test=(2, 
 def decoded_episodes(data, prefix, n_time):
     """Each sequence of ``data`` as (study items, test items, scored targets), read back from its inputs."""
     marker = len(data.stimuli) + 1
-    inputs, targets, scored, lengths = (getattr(data, f"{prefix}_{name}") for name in ("inputs", "targets", "scored", "lengths"))
+    inputs, targets, scored, lengths = (getattr(data, f"{prefix}_{name}")
+                                        for name in ("inputs", "targets", "scored", "lengths"))
     episodes = []
     for row, length in enumerate(lengths):
         steps = inputs[row, :length]
@@ -60,7 +62,8 @@ def training_keys(sessions, phases=("study", "test")):
         for episode in np.unique(session.episode):
             trials = session.isel(trial=session.episode.values == episode)
             phase = trials.task_phase.values
-            keys.add((tuple(trials.stimulus.values[phase == phases[0]]), tuple(trials.stimulus.values[phase == phases[1]])))
+            stimuli = trials.stimulus.values
+            keys.add((tuple(stimuli[phase == phases[0]]), tuple(stimuli[phase == phases[1]])))
     return keys
 
 
@@ -154,7 +157,8 @@ def edit_phases(session, rows, values):
 @pytest.mark.parametrize("change, message", [
     (lambda s: edit_phases(s, [0], "fixation"), r"holds \['fixation'\]"),
     (lambda s: edit_phases(s, np.flatnonzero(s.episode.values == 0), "study"), "episode 0 has no 'test' trials"),
-    (lambda s: edit_phases(s, [int(np.flatnonzero(s.episode.values == 0)[-1])], "study"), "'study' trial after a 'test'"),
+    (lambda s: edit_phases(s, [int(np.flatnonzero(s.episode.values == 0)[-1])], "study"),
+     "'study' trial after a 'test'"),
     (lambda s: s.drop_vars("task_phase"), "lacks the task variable"),
 ])
 def test_sessions_the_rule_cannot_read_are_refused(change, message):
@@ -222,7 +226,8 @@ def test_a_small_student_learns_recognition_above_chance():
 
     torch.set_num_threads(1)
     sessions = episode_sessions(1, 120, n_study=(2, 2), n_test=(2, 2), pool=8)
-    result = train(sessions, task="study_test", episode="episode", alpha=0.0, epochs=30, lr=3e-2, batch_size=8, hidden_size=32,
+    result = train(sessions, task="study_test", episode="episode", alpha=0.0, epochs=30, lr=3e-2, batch_size=8,
+                   hidden_size=32,
                    dropout=0.0, n_test=200, progress=False)
     data = StudyTestTask(episode="episode", n_test=200).prepare(sessions)
     old_share = (data.test_targets[data.test_scored] == 1).mean()

@@ -35,13 +35,15 @@ def sternberg_sessions(n_sessions=1, n_trials=40, *, loads=(1, 2, 3), pool=12, n
 
 def decoded_trials(data, prefix, n_time):
     """Each sequence as (encoded pictures, probe, target), read back from its inputs."""
-    inputs, targets, scored, lengths = (getattr(data, f"{prefix}_{name}") for name in ("inputs", "targets", "scored", "lengths"))
+    inputs, targets, scored, lengths = (getattr(data, f"{prefix}_{name}")
+                                        for name in ("inputs", "targets", "scored", "lengths"))
     trials = []
     for row, length in enumerate(lengths):
         steps = inputs[row, :length]
         load = length - n_time
         encoded = tuple(data.stimuli[i] for i in steps[:load].argmax(-1))
-        trials.append((encoded, data.stimuli[steps[-1].argmax()], float(targets[row, :length][scored[row, :length]][0])))
+        target = float(targets[row, :length][scored[row, :length]][0])
+        trials.append((encoded, data.stimuli[steps[-1].argmax()], target))
     return trials
 
 
@@ -120,7 +122,8 @@ def with_values(session, name, row, value):
 @pytest.mark.parametrize("change, message", [
     (lambda s: with_values(s, "target", 0, 1 - int(s.target[0])), "disagrees with the rule"),
     (lambda s: with_values(s, "target", 0, 2), r"1 \(old, in\) or 0 \(new, out\)"),
-    (lambda s: s.assign({slot: ("trial", np.where(np.arange(s.sizes["trial"]) == 1, 0, s[slot].values)) for slot in SLOTS}),
+    (lambda s: s.assign({slot: ("trial", np.where(np.arange(s.sizes["trial"]) == 1, 0, s[slot].values))
+                         for slot in SLOTS}),
      "1 trial\\(s\\) have no encoding item \\(first: trial 1\\)"),
     (lambda s: with_values(s, "probe", 2, 0), "have no probe"),
     (lambda s: s.drop_vars("encoding_3"), "lacks the task variable"),

@@ -125,7 +125,8 @@ def study_test_session(*, seed: int = 0, n_blocks: int = 40, study_items: int = 
     if n_old > study_items or n_items < study_items + test_items - n_old:
         raise SimulationError(f"{n_items} items cannot fill study lists of {study_items} and test lists of "
                               f"{test_items} ({n_old} old)", field="n_items",
-                              fix=f"use n_items >= {study_items + test_items - n_old} and test_items <= 2 * study_items")
+                              fix=f"use n_items >= {study_items + test_items - n_old} and "
+                                  "test_items <= 2 * study_items")
 
     def block(rng: np.random.Generator) -> tuple[list[int], list[int]]:
         study = rng.choice(n_items, study_items, replace=False)

@@ -14,9 +14,10 @@ Variables along ``trial`` (their names are options): the phase (``phase``, whose
 ``phases``, study first), the stimulus identity (``stimulus``) and, when a session holds several
 blocks, the episode (``episode``; ``None``, the default, makes each session one episode, as in the
 DANDI recognition datasets 000004 and 000207 and their presets). A recorded old/new label
-(``target``: 1 old, 0 new; any value on study trials) is optional: the training targets follow the rule, and a label given is checked against the rule on
-every test trial, so that a stimulus variable which does not identify the items (a category, say)
-is refused instead of teaching the student a wrong rule.
+(``target``: 1 old, 0 new; any value on study trials) is optional: the training targets follow
+the rule, and a label given is checked against the rule on every test trial, so that a stimulus
+variable which does not identify the items (a category, say) is refused instead of teaching the
+student a wrong rule.
 
 Training sequences are the participants' episodes, one-to-one. The test set is ``n_test`` episodes
 drawn from the rule, none seen by a participant: each takes the shape of a participant's episode
@@ -36,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from b2m_neuro.errors import TrainingError
@@ -155,18 +157,23 @@ class StudyTestTask(TrialSequenceTask):
         recorded = self._recorded_targets(session)
         embedding = session["embedding"].transpose("trial", "time", "latent").to_numpy()[:, layout.time_index]
         embedding = embedding.astype(np.float32)
-        blocks = [("the session", table.index.to_numpy())] if self.episode is None else \
-            [(label, rows.index.to_numpy()) for label, rows in table.groupby(self.episode, sort=False)]
         episodes = []
-        for label, rows in blocks:
+        for label, rows in self._blocks(table):
             study, test = rows[~is_test[rows]], rows[is_test[rows]]
             self._check_phase_order(label, is_test[rows], where)
             episode = _Episode(stimuli[study], stimuli[test], (embedding[study], embedding[test]))
             if recorded is not None:
-                check_recorded(recorded[test], episode, f"episode {label!r}", file=where,
+                check_recorded(recorded[test], episode, label, file=where,
                                fields=(self.target, self.stimulus))
             episodes.append(episode)
         return episodes
+
+    def _blocks(self, table: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
+        """``(label, trial rows)`` per episode; the whole session when no episode variable is named."""
+        if self.episode is None:
+            return [("the session (one episode: no episode variable named)", table.index.to_numpy())]
+        groups = table.groupby(self.episode, sort=False)
+        return [(f"episode {label!r}", rows.index.to_numpy()) for label, rows in groups]
 
     def _is_test(self, phase: np.ndarray, where: str) -> np.ndarray:
         phase = phase.astype(str)
@@ -178,15 +185,15 @@ class StudyTestTask(TrialSequenceTask):
                                     "with phases=(study, test)")
         return phase == self.phases[1]
 
-    def _check_phase_order(self, label, is_test: np.ndarray, where: str) -> None:
+    def _check_phase_order(self, label: str, is_test: np.ndarray, where: str) -> None:
         study_name, test_name = self.phases
         field = self.episode or self.phase
         if is_test.all() or not is_test.any():
             missing = study_name if is_test.all() else test_name
-            raise TrainingError(f"episode {label!r} has no {missing!r} trials", file=where, field=field,
+            raise TrainingError(f"{label} has no {missing!r} trials", file=where, field=field,
                                 fix=f"give every episode {study_name!r} trials, then {test_name!r} trials")
         if (np.diff(is_test.astype(int)) < 0).any():
-            raise TrainingError(f"episode {label!r} has a {study_name!r} trial after a {test_name!r} trial",
+            raise TrainingError(f"{label} has a {study_name!r} trial after a {test_name!r} trial",
                                 file=where, field=field,
                                 fix="one study phase then one test phase per episode: name the variable that "
                                     "numbers the blocks as episode=...")
