@@ -6,6 +6,7 @@ import pandas as pd
 from b2m_neuro.adapters import EEGSpec, load_eeg
 from b2m_neuro.cli import main
 from b2m_neuro.convert.eeg import read_frame_file
+from b2m_neuro.derivative import Derivative
 
 
 def test_simulate_driving_writes_raw_files_and_bids(tmp_path, capsys):
@@ -75,3 +76,19 @@ def test_convert_eeg_bad_trigger_channel_exits_2(data_dir, tmp_path, capsys):
     message = capsys.readouterr().err
     assert "stim_channel" in message and "Status" in message and "Traceback" not in message
     assert not (tmp_path / "bids").exists()
+
+
+def test_embed_takes_a_bids_eeg_dataset(data_dir, tmp_path, capsys):
+    """A BIDS EEG dataset without frames (the real BrainVision file, converted) -> a frames derivative."""
+    bids_root = tmp_path / "bids"
+    assert main(["convert", "eeg", str(data_dir / "brainvision_test" / "test.vhdr"), "--bids-root", str(bids_root),
+                 "--subject", "01", "--task", "markers"]) == 0
+    out = tmp_path / "derivatives" / "b2m-pca"
+    assert main(["embed", str(bids_root), "--method", "pca", "--dim", "3", "--out", str(out), "--permutations", "0",
+                 "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "Loading 1 EEG recording(s) with spec 'default'" in printed
+    derivative = Derivative.open(out)
+    (dataset,) = derivative.datasets()
+    assert dataset["embedding"].dims == ("frame", "latent") and dataset.sizes["latent"] == 3
+    assert dataset.sizes["frame"] == 13  # one row per marker of the recording

@@ -8,10 +8,14 @@ from pathlib import Path
 
 
 def register(cli) -> None:
-    embed = cli.command("embed", help="Embed NWB sessions (files or folders) into a BIDS-derivatives folder")
-    embed.add_argument("inputs", nargs="+", type=Path, help="NWB files, or folders searched for *.nwb")
+    embed = cli.command("embed", help="Embed NWB sessions (files or folders) or the EEG recordings of BIDS datasets "
+                                      "into a BIDS-derivatives folder")
+    embed.add_argument("inputs", nargs="+", type=Path,
+                       help="NWB files, folders searched for *.nwb, or BIDS dataset roots with EEG recordings")
     embed.add_argument("--out", type=Path, required=True, help="derivative folder, e.g. derivatives/b2m-cebra")
-    embed.add_argument("--spec", default="paper", help="teacher-spec preset name or TOML file (default: paper)")
+    embed.add_argument("--spec", default=None,
+                       help="NWB: teacher-spec preset name or TOML file (default: paper); "
+                            "BIDS EEG: EEG spec TOML file (default: every event, 1-40 Hz, mean over 0-100 ms)")
     embed.add_argument("--method", choices=("cebra", "pca", "identity"), default="cebra")
     embed.add_argument("--dim", type=int, default=7, help="output dimension (default 7)")
     embed.add_argument("--zscore", action="store_true",
@@ -63,13 +67,24 @@ def _embed(args: argparse.Namespace) -> None:
     from b2m_neuro.derivative import Derivative, check_derivative_target
     from b2m_neuro.embedding import embed, teacher_quality
 
-    files = nwb_files(args.inputs)
-    spec = TeacherSpec.resolve(args.spec)
     check_derivative_target(args.out, overwrite=args.overwrite)  # fail now, not after training
-    print(f"Loading {len(files)} session(s) with spec {args.spec!r}")
-    rates = [load_spikes(path, spec, progress=not args.quiet) for path in files]
+    if all(_is_bids_eeg(item) for item in args.inputs):
+        from b2m_neuro.adapters import EEGSpec, load_eeg
+
+        recordings = [(root, path) for root in args.inputs for path in _eeg_recordings(root)]
+        spec, label = EEGSpec.resolve(args.spec), args.spec or "default"
+        print(f"Loading {len(recordings)} EEG recording(s) with spec {label!r}")
+        teachers = [load_eeg(root, subject=p.subject, session=p.session, task=p.task, run=p.run, spec=spec)
+                    for root, p in recordings]
+        files = [p.fpath for _, p in recordings]
+    else:
+        files = nwb_files(args.inputs)
+        label = args.spec or "paper"
+        spec = TeacherSpec.resolve(label)
+        print(f"Loading {len(files)} session(s) with spec {label!r}")
+        teachers = [load_spikes(path, spec, progress=not args.quiet) for path in files]
     embedded = embed(
-        rates,
+        teachers,
         method=args.method,
         output_dimension=args.dim,
         zscore=args.zscore,
@@ -81,12 +96,25 @@ def _embed(args: argparse.Namespace) -> None:
         task=args.task,
         progress=not args.quiet,
     )
-    params = {**embedded[0].attrs["embedding_params"], "spec": args.spec, "teacher_spec": json.loads(spec.to_json())}
+    params = {**embedded[0].attrs["embedding_params"], "spec": label, "teacher_spec": json.loads(spec.to_json())}
     derivative = Derivative.create(args.out, embedded, method=args.method, params=params, source_datasets=files,
                                    desc=args.desc, overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
     print(derivative.summary())
     figure = args.figure or args.out.with_name(f"{args.out.name}_quality.png")
     print(teacher_quality(derivative.datasets(), permutations=args.permutations, figure=figure).summary())
+
+
+def _is_bids_eeg(folder: Path) -> bool:
+    """Whether ``folder`` is the root of a BIDS dataset holding EEG recordings."""
+    return (folder / "dataset_description.json").is_file() and any(folder.glob("sub-*/**/eeg/*_eeg.*"))
+
+
+def _eeg_recordings(root: Path) -> list:
+    """The EEG recordings of a BIDS dataset, as ``mne_bids.BIDSPath``s."""
+    import mne_bids
+
+    return mne_bids.find_matching_paths(root, datatypes="eeg", suffixes="eeg",
+                                        extensions=[".vhdr", ".edf", ".bdf", ".set", ".fif"])
 
 
 def _validate(args: argparse.Namespace) -> None:
