@@ -235,3 +235,34 @@ def test_a_small_student_learns_recognition_above_chance():
     print(f"study_test: test accuracy {result.final_test_accuracy:.3f}, majority-class chance {chance:.3f}")
     # 400 scored test items: chance plus 0.08 is over three standard errors away (measured: 0.750 vs 0.565)
     assert result.final_test_accuracy > chance + 0.08
+
+
+def preset_session(tmp_path, writer, preset):
+    """A test-written file of a DANDI dataset's layout, read with its preset, identity embedding."""
+    from b2m_neuro.adapters import load_spikes
+    from b2m_neuro.embedding import embed
+
+    path = tmp_path / f"{preset}.nwb"
+    writer(path)
+    [session] = embed([load_spikes(path, preset, progress=False)], method="identity", progress=False)
+    return session
+
+
+def test_the_dandi_000004_preset_poses_the_task_with_the_default_names(tmp_path):
+    from spike_data import write_dandi_000004
+
+    session = preset_session(tmp_path, write_dandi_000004, "dandi000004")
+    data = StudyTestTask(target="target", n_test=20).prepare([session])  # each session one episode
+    test = session.task_phase.values == "test"
+    assert len(data.train_lengths) == 1 and data.train_scored.sum() == test.sum()  # the unanswered trial dropped
+    assert data.train_targets[data.train_scored].tolist() == (2 * session.target.values[test] - 1).tolist()
+    assert all("\\" in item for item in data.stimuli)  # image file names, as the dataset gives them
+
+
+def test_dandi_000207_test_frames_are_not_the_studied_clips(tmp_path):
+    """Its test items are frames of the studied clips, not the clips: the rule cannot read them."""
+    from spike_data import write_dandi_000207
+
+    session = preset_session(tmp_path, write_dandi_000207, "dandi000207")
+    with pytest.raises(TrainingError, match="disagrees with the rule"):
+        StudyTestTask(target="target", n_test=20).prepare([session])

@@ -162,3 +162,15 @@ def test_a_small_student_learns_sternberg_above_chance():
     print(f"sternberg: test accuracy {result.final_test_accuracy:.3f}, majority-class chance {chance:.3f}")
     # 300 probes: chance plus 0.08 is over three standard errors away (measured: 0.710 vs 0.560)
     assert result.final_test_accuracy > chance + 0.08
+
+
+@pytest.mark.parametrize("dataset", ["000469", "000673"])  # 000673's preset maps PicIDs_Encoding1 ... to these names
+def test_the_dandi_sternberg_presets_pose_the_task_with_the_default_names(tmp_path, dataset):
+    from spike_data import write_sternberg
+    from test_tasks_recognition import preset_session
+
+    session = preset_session(tmp_path, lambda path: write_sternberg(path, dataset), f"dandi{dataset}")
+    data = SternbergTask(target="target", n_test=20).prepare([session])
+    loads = (session[list(SLOTS)].to_array().values != 0).sum(0)
+    assert data.train_lengths.tolist() == (loads + session.sizes["time"]).tolist()
+    assert data.train_targets[data.train_scored].tolist() == (2 * session.target.values - 1).tolist()
