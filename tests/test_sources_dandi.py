@@ -1,4 +1,4 @@
-"""fetch from DANDI through the real dandi client, against a DANDI archive on 127.0.0.1 (tests/dandi_server.py)."""
+"""fetch from DANDI through the real dandi client, against a DANDI archive on 127.0.0.1 (b2m_neuro/sources/local_dandi.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from b2m_neuro.convert import spikes_to_nwb
 from b2m_neuro.simulate import memory_session
 from b2m_neuro.sources import SourceFile, provenance
 from b2m_neuro.sources._cache import manifest_path
-from dandi_server import LocalDandiArchive
+from b2m_neuro.sources.local_dandi import LocalDandiArchive
 
 VERSION = "0.220126.1852"
 LARGE_PATH = "sub-P1/sub-P1_ses-1_ecephys.nwb"

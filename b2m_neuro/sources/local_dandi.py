@@ -1,4 +1,6 @@
-"""A DANDI archive on 127.0.0.1 for the tests: the part of the REST API the real dandi client uses.
+"""A DANDI archive on 127.0.0.1, to try :func:`b2m_neuro.fetch` offline (tutorials) and to test it.
+
+It serves the part of the DANDI REST API the real dandi client uses.
 
 It answers what ``dandi.download.download`` and ``dandi.dandiapi.DandiAPIClient`` ask when they list
 and download assets: ``/server-info``, ``/api/info/``, dandisets, versions (with ``info/``), asset
@@ -9,6 +11,12 @@ faults: a connection cut mid-file, a corrupted blob.
 
 Shaped after the responses of api.dandiarchive.org (see the dandi-archive OpenAPI description);
 only the fields the client reads are filled.
+
+Examples
+--------
+>>> with LocalDandiArchive() as archive:  # doctest: +SKIP
+...     archive.add("000999", "draft", {"sub-01/sub-01_ecephys.nwb": Path("session.nwb")})
+...     fetched = b2m_neuro.fetch("dandi:000999", server=archive.api_url)
 """
 
 from __future__ import annotations
