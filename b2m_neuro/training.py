@@ -209,7 +209,7 @@ def train(
     >>> result = b2m_neuro.train("derivatives/b2m-cebra", alpha=0.012, epochs=150)  # doctest: +SKIP
     >>> result.history.test_accuracy.plot()  # doctest: +SKIP
     """
-    if model == "vae" or "scenes" in options:  # the VAE student on scene reconstruction
+    if _scene_student(model, options):  # the VAE student on scene reconstruction
         from b2m_neuro.scene_training import train_scenes
 
         return train_scenes(derivative, model, alpha=alpha, control=control, device=device, progress=progress, **options)
@@ -217,6 +217,17 @@ def train(
                            align_layer=align_layer, **options)
     [(history, diverged)] = fit_runs([prepared.run], device=prepared.device, progress=progress)
     return prepared.result(history, diverged)
+
+
+def _scene_student(model: str | nn.Module, options: dict) -> bool:
+    """Whether the run is the VAE student's (by name, by ``scenes=``, or a VAE passed as a module)."""
+    if model == "vae" or "scenes" in options:
+        return True
+    if isinstance(model, str):
+        return False
+    from b2m_neuro.models.vae import ReferenceVAE
+
+    return isinstance(model, ReferenceVAE)
 
 
 @dataclass

@@ -112,6 +112,8 @@ def test_a_model_whose_latent_differs_from_the_derivative_is_an_error(derivative
 def test_other_bad_input_is_a_clear_error(derivative, tmp_path):
     with pytest.raises(TrainingError, match="needs the folder of its training scenes"):
         b2m_neuro.train(derivative, "vae", alpha=0.1)
+    with pytest.raises(TrainingError, match="needs the folder of its training scenes"):  # a VAE module too
+        b2m_neuro.train(derivative, ReferenceVAE(3, 8, **SMALL_VAE), alpha=0.1)
     with pytest.raises(TrainingError, match="latent transfer"):
         b2m_neuro.train(derivative, "vae", alpha=0.1, scenes=CARLA_SCENES, transfer="contrastive")
     (tmp_path / "empty").mkdir()
