@@ -256,7 +256,6 @@ def test_experiment_spec_reads_selection_derivations_and_a_filter_in_seconds(tmp
     assert spec.interval_tables == ("encoding_table", "recognition_table")
     assert spec.select == TrialSelection(where="task_phase == 'study' or response >= 0", keep={"block": [1, 2]},
                                          drop={"stimulus": ["catch"]})  # fmt: skip
-    assert spec.select.columns == ("response", "task_phase", "block", "stimulus")
     assert [name for name, _ in spec.derive] == ["task_phase", "target", "response_onset", "rt", "correct", "episode"]
     derive = dict(spec.derive)
     assert derive["target"] == CodeMap("old_new", {"2": "old", "1": "new"}, default="none")

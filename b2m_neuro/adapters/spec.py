@@ -108,7 +108,6 @@ def _value_lists(pairs: Any, field_name: str) -> tuple[tuple[str, tuple[Any, ...
     return tuple(sorted(result))  # conditions that must all hold have no order (JSON sorts its keys)
 
 
-
 @dataclass(frozen=True)
 class FixedWindow:
     """A window from ``start`` to ``stop`` seconds around the alignment event, in equal bins."""
@@ -283,14 +282,6 @@ class TrialSelection:
                 raise AdapterError(f"select.where {self.where!r}: {error}", field="select.where",
                                    fix="write a comparison of columns and constants, e.g. response_value > 0") from None
 
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """Every column the selection reads."""
-        from b2m_neuro.adapters.expressions import check_expression
-
-        named = [name for name, _ in self.keep + self.drop]
-        return tuple(dict.fromkeys([*(check_expression(self.where) if self.where else ()), *named]))
-
     def __bool__(self) -> bool:
         return bool(self.where or self.keep or self.drop)
 
@@ -307,7 +298,6 @@ class CodeMap:
     column: str
     values: tuple[tuple[Any, Any], ...]
     default: Any = None
-    kind: str = field(default="map", init=False)
 
     def __post_init__(self) -> None:
         pairs = tuple(self.values.items()) if isinstance(self.values, dict) else tuple(tuple(p) for p in self.values)
@@ -320,10 +310,6 @@ class CodeMap:
         if len({isinstance(value, str) for value in outputs}) > 1 or any(isinstance(v, (bool, list, dict)) for v in outputs):
             raise AdapterError(f"the mapped values {outputs} must be all numbers or all text", field="values")
 
-    @property
-    def sources(self) -> tuple[str, ...]:
-        return (self.column,)
-
 
 @dataclass(frozen=True)
 class ColumnSum:
@@ -332,17 +318,12 @@ class ColumnSum:
 
     plus: tuple[str, ...]
     minus: tuple[str, ...] = ()
-    kind: str = field(default="sum", init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plus", tuple(str(c) for c in self.plus))
         object.__setattr__(self, "minus", tuple(str(c) for c in self.minus))
         if not self.plus:
             raise AdapterError("a sum needs at least one column", field="sum", fix='give sum = ["column", ...]')
-
-    @property
-    def sources(self) -> tuple[str, ...]:
-        return self.plus + self.minus
 
 
 @dataclass(frozen=True)
@@ -351,15 +332,10 @@ class TrialBlocks:
     (episodes as blocks of ``size`` trials), counted after the trial selection."""
 
     size: int
-    kind: str = field(default="blocks", init=False)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.size, int) and not isinstance(self.size, bool) and self.size > 0):
             raise AdapterError(f"blocks must be a positive integer, not {self.size!r}", field="blocks")
-
-    @property
-    def sources(self) -> tuple[str, ...]:
-        return ()
 
 
 @dataclass(frozen=True)
@@ -369,7 +345,6 @@ class ColumnExpression:
     ``"external_image_file"`` (a copy under a new name), ``"Clip_name + frameName"`` (text joined)."""
 
     expression: str
-    kind: str = field(default="expression", init=False)
 
     def __post_init__(self) -> None:
         from b2m_neuro.adapters.expressions import ExpressionError, check_expression
@@ -379,12 +354,6 @@ class ColumnExpression:
         except ExpressionError as error:
             raise AdapterError(f"expression {self.expression!r}: {error}", field="expression",
                                fix="write an expression of columns and constants, e.g. target == response") from None
-
-    @property
-    def sources(self) -> tuple[str, ...]:
-        from b2m_neuro.adapters.expressions import check_expression
-
-        return check_expression(self.expression)
 
 
 Derivation = CodeMap | ColumnSum | ColumnExpression | TrialBlocks
