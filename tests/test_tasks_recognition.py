@@ -266,3 +266,26 @@ def test_dandi_000207_test_frames_are_not_the_studied_clips(tmp_path):
     session = preset_session(tmp_path, write_dandi_000207, "dandi000207")
     with pytest.raises(TrainingError, match="disagrees with the rule"):
         StudyTestTask(target="target", n_test=20).prepare([session])
+
+
+def test_the_train_command_takes_the_task_and_its_names(tmp_path, capsys):
+    import json
+
+    from b2m_neuro.cli import main
+
+    session = episode_sessions(1, 6, phases=("learn", "recog"))[0].rename({"task_phase": "stim_phase"})
+    derivative = Derivative.create(tmp_path / "b2m-identity", [session], method="identity", params={},
+                                   source_datasets=[], progress=False)
+    out = tmp_path / "runs" / "x"
+    common = ["train", str(derivative.root), "--task", "study_test", "--alpha", "0.1", "--epochs", "1",
+              "--hidden-size", "4", "--n-test", "10", "--quiet"]
+    assert main([*common, "--phase", "stim_phase", "--phases", "learn,recog", "--episode", "episode",
+                 "--target", "old", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["task"] == "study_test" and config["task_options"]["phases"] == ["learn", "recog"]
+    assert config["n_test_sequences"] == 10
+    capsys.readouterr()
+    assert main([*common, "--phase", "stim_phase", "--out", str(tmp_path / "y")]) == 2  # phases not named
+    err = capsys.readouterr().err
+    assert "stim_phase: the phase variable holds ['learn', 'recog']" in err and "Traceback" not in err
+    assert not (tmp_path / "y").exists()

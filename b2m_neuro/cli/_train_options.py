@@ -29,16 +29,25 @@ _CONFIG_HELP = {
 # device, task, task and model options -> add_argument keywords
 _OTHER_OPTIONS = {
     "device": dict(help="auto (the default: CUDA, then MPS, then CPU), cpu, cuda, mps"),
-    "task": dict(help="what the student learns: memory (default; the goal-switching task) or trials (any trial table)"),
+    "task": dict(help="what the student learns: memory (default; the goal-switching task), study_test (recognition), "
+                      "sternberg (working memory) or trials (any trial table)"),
     "hidden_size": dict(type=int, help="GRU hidden units (default 512)"),
     "dropout": dict(type=float, help="GRU dropout (default 0.3)"),
     "time_stride": dict(type=int, help="keep every n-th time point of each trial (default 1: all)"),
     "pair": dict(choices=("all", "unscored", "pre"),
                  help="trial time points paired with the brain embedding: pre (default; pre-stimulus), unscored (all but the response) or all"),
-    "n_test": dict(type=int, help="simulated test sequences (task memory; default 1000); test scenes used (model vae; default all)"),
-    "stimulus": dict(help="stimulus variable (task trials; default stimulus)"),
-    "target": dict(help="binary target variable (task trials; default correct_response)"),
-    "episode": dict(help="episode/block variable (task trials; default episode)"),
+    "n_test": dict(type=int, help="simulated test sequences (tasks memory, sternberg: default 1000; study_test: 200); test scenes used (model vae; default all)"),
+    "stimulus": dict(help="stimulus variable (tasks trials, study_test; default stimulus)"),
+    "target": dict(help="binary target variable (task trials; default correct_response); the recorded label checked "
+                        "against the rule (tasks study_test, sternberg; default none)"),
+    "episode": dict(help="episode/block variable (task trials; default episode; task study_test: default none, each "
+                         "session one episode)"),
+    "phase": dict(help="phase variable (task study_test; default task_phase)"),
+    "phases": dict(help="the phase variable's study and test values, comma-separated (task study_test; default "
+                        "study,test)"),
+    "encoding": dict(help="encoding-item variables, comma-separated (task sternberg; default "
+                          "encoding_1,encoding_2,encoding_3)"),
+    "probe": dict(help="probe variable (task sternberg; default probe)"),
     "test_fraction": dict(type=float, help="held-out fraction of episodes (task trials; default 0.2)"),
     "scenes": dict(help="image folder of the VAE's training scenes (model vae), e.g. the CARLA scenes (train/, test/)"),
     "stimuli": dict(help="the BIDS stimuli/ folder of the frames (model vae; default: found from the derivative)"),
