@@ -388,8 +388,8 @@ class TeacherSpec:
     intervals
         Name of the NWB intervals table holding one row per trial (``"trials"``, ``"epochs"`` ...),
         or several names: their rows are stacked in the order given (e.g. a study table, then a
-        test table), the output's ``trial`` is then the position 0, 1, ... and the derived column
-        ``interval_table`` names each row's table. A column missing from some of the tables is NaN
+        test table), the output's ``trial`` is then the position 0, 1, ... The column
+        ``interval_table`` names each row's table (for one table too). A column missing from some of the tables is NaN
         (numbers) or "" (text) in their rows.
     select
         Which trials to keep (:class:`TrialSelection`); all by default.

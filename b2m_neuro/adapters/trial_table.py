@@ -3,7 +3,7 @@
 :class:`TrialTable` reads the columns a :class:`~b2m_neuro.adapters.spec.TeacherSpec` names from one
 intervals table, or from several stacked in the order the spec lists them (a column missing from
 some is NaN or "" in their rows; the column ``interval_table`` names each row's table). It then
-computes the derived columns in order (code maps and sums on every row), keeps the rows the
+computes the derived columns in order (code maps, sums and expressions on every row), keeps the rows the
 selection keeps, numbers the blocks of the kept rows, and checks the alignment and reaction
 times of those rows. Every failure is an :class:`~b2m_neuro.errors.AdapterError` naming the file,
 the column and the fix.
@@ -76,7 +76,7 @@ class TrialTable:
 
     # ----------------------------------------------------------------- columns
     def has(self, name: str) -> bool:
-        return (name in self._cache or name in ("start_time", "stop_time") or (name == TABLE_COLUMN and len(self.tables) > 1)
+        return (name in self._cache or name in ("start_time", "stop_time", TABLE_COLUMN)
                 or any(name in table.colnames for _, table in self.tables))  # fmt: skip
 
     def column(self, name: str) -> np.ndarray:
@@ -86,7 +86,7 @@ class TrialTable:
         return self._cache[name]
 
     def _read(self, name: str) -> np.ndarray:
-        if name == TABLE_COLUMN and len(self.tables) > 1:
+        if name == TABLE_COLUMN:
             return np.repeat(np.array([table_name for table_name, _ in self.tables]), self._sizes)
         if not self.has(name):
             raise AdapterError(
