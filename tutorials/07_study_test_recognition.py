@@ -37,7 +37,7 @@
 # From the command line:
 #
 # ```
-# b2m-neuro embed nwb/recognition.nwb --spec recognition.toml --method pca --dim 7 --out derivatives/b2m-pca
+# b2m-neuro embed nwb/recognition.nwb --spec recognition --method pca --dim 7 --task recognition --out derivatives/b2m-pca
 # b2m-neuro train derivatives/b2m-pca --task study_test --episode episode --target target --alpha 0.1 --out runs/b2m
 # ```
 
@@ -74,7 +74,9 @@ recording.trials.head(6)
 # %% [markdown]
 # ## 2. The teacher spec
 # Every study and test image is one trial, aligned to its onset: the second before it (one bin)
-# and onset to offset (one bin: 1 s for study images, up to the response for test images).
+# and onset to offset (one bin: 1 s for study images, up to the response for test images). The
+# same spec ships as the preset `recognition` (`load_spikes(path, "recognition")`); written out
+# here, it shows what a spec for your own experiment looks like.
 
 # %%
 Path("recognition.toml").write_text('''
