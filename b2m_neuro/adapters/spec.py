@@ -279,7 +279,7 @@ class TrialSelection:
             try:
                 check_expression(self.where)
             except ExpressionError as error:
-                raise AdapterError(f"select.where {self.where!r}: {error}", field="select.where",
+                raise AdapterError(f"the expression {self.where!r}: {error}", field="select.where",
                                    fix="write a comparison of columns and constants, e.g. response_value > 0") from None
 
     def __bool__(self) -> bool:
@@ -352,7 +352,7 @@ class ColumnExpression:
         try:
             check_expression(self.expression)
         except ExpressionError as error:
-            raise AdapterError(f"expression {self.expression!r}: {error}", field="expression",
+            raise AdapterError(f"the expression {self.expression!r}: {error}", field="expression",
                                fix="write an expression of columns and constants, e.g. target == response") from None
 
 

@@ -167,7 +167,7 @@ class TrialTable:
             try:
                 values = np.broadcast_to(evaluate(derivation.expression, self.column, boolean=False), (sum(self._sizes),))
             except ExpressionError as error:
-                raise AdapterError(f"{field} {derivation.expression!r}: {error}", file=self.file, field=field,
+                raise AdapterError(f"the expression {derivation.expression!r}: {error}", file=self.file, field=field,
                                    fix="compare and combine columns of matching kinds") from None  # fmt: skip
             return values.astype(np.int64) if values.dtype == bool else np.array(values)
         if isinstance(derivation, ColumnSum):
@@ -214,7 +214,7 @@ class TrialTable:
             try:
                 keep &= evaluate(selection.where, self.column)
             except ExpressionError as error:
-                raise AdapterError(f"select.where {selection.where!r}: {error}", file=self.file, field="select.where",
+                raise AdapterError(f"the expression {selection.where!r}: {error}", file=self.file, field="select.where",
                                    fix="compare columns with constants of their kind") from None  # fmt: skip
         for name, values in selection.keep:
             keep &= self._matches(name, values, "select.keep")
