@@ -13,7 +13,7 @@
 # ---
 
 # %% [markdown]
-# # 06 — A DANDI dandiset as a teacher: fetch, stream, embed, train
+# # 07 — A DANDI dandiset as a teacher: fetch, stream, embed, train
 #
 # `b2m_neuro.fetch` takes a dandiset (or an OpenNeuro dataset, or a local folder) by name, version
 # and path globs, through the real dandi client: files land in a cache with a manifest, each
@@ -22,7 +22,7 @@
 # file over HTTP range requests.
 #
 # So that this tutorial runs anywhere (and in our tests) without the internet, it publishes two
-# simulated study-test recognition sessions (tutorial 04's design) on a DANDI archive started on
+# simulated study-test recognition sessions (tutorial 06's design) on a DANDI archive started on
 # 127.0.0.1 (`LocalDandiArchive`, which answers the part of the DANDI API the dandi client uses).
 # On the public archive, drop `server=` and name a real dandiset and its preset, e.g.
 # `fetch("dandi:000004@0.220126.1852", include="sub-P42*/*.nwb")` with the `dandi000004` preset.
