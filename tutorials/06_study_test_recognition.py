@@ -13,7 +13,7 @@
 # ---
 
 # %% [markdown]
-# # 07 — A study-test recognition memory teacher, end to end
+# # 06 — A study-test recognition memory teacher, end to end
 #
 # The public human single-neuron datasets on DANDI pose their own memory experiments: in
 # study-test recognition (e.g. DANDI 000004, Faraut et al. 2018) a participant studies a list of
