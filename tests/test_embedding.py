@@ -109,6 +109,37 @@ def test_multi_session_cebra_round_trips_through_a_derivative(tmp_path):
                                out[1]["embedding"].values)  # fmt: skip
 
 
+def test_distinct_label_search_finds_the_sample_cebras_own_search_finds():
+    import cebra.distributions
+    import torch
+
+    from b2m_neuro.embedding.methods import _auxiliary_label, _distinct_value_index
+
+    labels = torch.as_tensor(_auxiliary_label(spike_session("A", 3, n_trials=30), "trials"))  # 20 values x 30 trials
+    slow = cebra.distributions.ContinuousIndex(labels)
+    fast = _distinct_value_index(cebra.distributions.ContinuousIndex)(labels)
+    values = labels[:20, 0]
+    queries = torch.cat([values, (values[1:] + values[:-1]) / 2,  # on a label, and midway between two (ties)
+                         values + 0.013, torch.tensor([-5.0, 5.0]), torch.rand(200) * 3 - 1.5])[:, None]
+    found = fast.search(queries)
+    assert torch.equal(found, slow.search(queries))
+    assert int(found.max()) < 20  # the first sample of the nearest label: always the first trial's
+    assert len(fast.first) == 20
+
+
+def test_cebra_trains_the_same_with_the_distinct_label_search():
+    sessions = [spike_session("A", 8), spike_session("B", 11, seed=1)]
+    options = dict(method="cebra", output_dimension=3, max_iterations=15, batch_size=64, device="cpu", threads=1,
+                   progress=False)
+    fast, slow = (embed(sessions, **options, label_search=search) for search in ("distinct", "cebra"))
+    for ours, theirs in zip(fast, slow):
+        np.testing.assert_array_equal(ours["embedding"].values, theirs["embedding"].values)
+        assert ours.attrs["embedding_params"] == theirs.attrs["embedding_params"]
+    with pytest.raises(EmbeddingError, match="unknown label_search") as info:
+        embed(sessions, **options, label_search="faiss")
+    assert info.value.field == "label_search"
+
+
 def test_cebra_progress_is_one_bar_of_the_package_not_cebras_per_step_lines(capfd):
     embed([eeg_session("01")], method="cebra", output_dimension=2, max_iterations=30, batch_size=64, device="cpu",
           threads=1, progress=True)
