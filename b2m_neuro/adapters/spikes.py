@@ -358,11 +358,13 @@ def load_spikes(
     Returns
     -------
     xarray.DataArray
-        ``rates``: float32 Hz, dims ``("trial", "time", "unit")``. Coords: ``trial`` (row id of the
-        intervals table), ``time`` (bin centres, ``attrs["time_kind"]`` says seconds or
-        reaction-time phase), ``phase`` along time ("pre"/"post"), ``unit`` (units table id),
-        ``brain_area`` along unit, scalar ``session`` and ``subject``, and one coord along
-        ``trial`` per task column. Attrs: ``units`` ("Hz"), ``spec`` (JSON), ``filter_weights``
+        ``rates``: float32 Hz, dims ``("trial", "time", "unit")``, the trials the spec's selection
+        keeps. Coords: ``trial`` (row id of the intervals table, or the position in the stacked
+        tables when the spec names several), ``time`` (bin centres, ``attrs["time_kind"]`` says
+        seconds or reaction-time phase), ``phase`` along time ("pre"/"post"), ``unit`` (units table
+        id), ``brain_area`` along unit, scalar ``session`` and ``subject`` (the file's subject_id;
+        without one, the ``sub-<label>`` of the file name, else "unknown"), and one coord along
+        ``trial`` per task column (the tables' own or derived). Attrs: ``units`` ("Hz"), ``spec`` (JSON), ``filter_weights``
         (JSON), ``source_file``, ``source_sha256``, ``subject``, ``session``. The data are
         unit-major in memory (a transposed view); ``np.ascontiguousarray`` gives C order.
 
@@ -370,14 +372,17 @@ def load_spikes(
     ------
     AdapterError
         If the file is missing, truncated or not NWB, has no units, lacks the spec's table or
-        columns (all missing task columns named at once, field ``task_columns``), has invalid
-        reaction or alignment times or intervals stopping before they start, spike times that look
-        like milliseconds, or no unit passes the selection.
+        columns (all missing task columns named at once, field ``task_columns``), has codes a
+        code map cannot map, no trial passing the selection, invalid reaction or alignment times
+        or intervals stopping before they start (in kept trials), spike times that look like
+        milliseconds, units whose electrode is not in the electrodes table, or no unit passes
+        the unit selection.
 
     Warns
     -----
     UserWarning
-        If some units have NaN or infinite spike times (dropped), naming the file and the units.
+        If some units have NaN or infinite spike times (dropped), naming the file and the units;
+        if the file has no subject_id, naming the label used instead.
 
     Examples
     --------
