@@ -480,8 +480,9 @@ class TeacherSpec:
 
     @property
     def n_history(self) -> int:
-        """Bins of history before the first window (binned, filtered, then dropped)."""
-        if self.filter.history == 0:
+        """Bins of history before the first window (binned, filtered, then dropped); none without a
+        filter, whose output does not depend on them."""
+        if self.filter.history == 0 or self.filter.kind == "none":
             return 0
         return math.ceil(self.filter.history / self.first_window.bin_width - 1e-9)
 
