@@ -355,6 +355,7 @@ class StackedAdam:
         reference = self.params[0]
         self.weight_decay = torch.as_tensor(np.asarray(weight_decay, np.float64), dtype=reference.dtype,
                                             device=reference.device)
+        self.decays = bool(np.any(np.asarray(weight_decay) != 0))  # else adding 0 * param is skipped
         self.betas, self.eps = betas, eps
         self.steps = 0
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
@@ -373,6 +374,8 @@ class StackedAdam:
         correction2_sqrt = math.sqrt(1 - beta2 ** self.steps)
         reference = self.params[0]
         step_size = torch.as_tensor(self.lr / correction1, device=reference.device).to(reference.dtype)
+        if active is not None and bool(active.all()):
+            active = None  # every run moves: nothing to mask
         if active is not None:
             step_size = step_size * active.to(reference.dtype)
         with torch.no_grad():
@@ -380,7 +383,8 @@ class StackedAdam:
                 if grad is None:
                     continue
                 shape = (-1,) + (1,) * (param.ndim - 1)
-                grad = grad + self.weight_decay.view(shape) * param
+                if self.decays:
+                    grad = grad + self.weight_decay.view(shape) * param
                 if active is not None:
                     grad = torch.where(active.view(shape), grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
                 exp_avg.lerp_(grad, 1 - beta1)

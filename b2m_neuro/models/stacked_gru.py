@@ -123,7 +123,7 @@ def _collector_paused(function: Callable) -> Callable:
 
 @_collector_paused
 def _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, *, active: list[int] | None = None,
-                 keep_steps: list[int] | None = None, rows: list[int] | None = None):
+                 keep_steps: list[int] | None = None, rows: list[int] | None = None, readout=None):
     """The time loop: each step is one batched matrix product and four element-wise operations, all
     written into preallocated buffers (no allocation and no tensor indexing inside the loop).
 
@@ -135,7 +135,9 @@ def _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, *, active: list[int] | None =
     ``W_hn h + b_hn`` (zeros where a run was not computed). Evaluation (``keep_steps``, time indices;
     all runs active): one step's buffers are reused, and only the hidden states after those steps
     are returned, ``(len(keep_steps), R, B, H)``; ``rows[t]``: step t is computed for the sequences
-    ``[:rows[t]]`` only (sorted by decreasing length; the others' states are 0 from then on).
+    ``[:rows[t]]`` only (sorted by decreasing length; the others' states are 0 from then on);
+    ``readout = (weight (R, H, L), bias (R, 1, L))``: keep ``bias + h weight`` instead of ``h``,
+    ``(len(keep_steps), R, B, L)`` (a small layer on top, applied as the states are kept).
     """
     runs, size = w_hh_t.shape[0], w_hh_t.shape[1]
     batch, steps = inputs.shape[1], inputs.shape[2]
@@ -144,7 +146,8 @@ def _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, *, active: list[int] | None =
     counts = active if training else rows  # per step: runs (training) or sequences (evaluation) computed
     counts = [runs if training else batch] * steps if counts is None else counts
     kept_at = {} if training else {step: slot for slot, step in enumerate(keep_steps)}
-    kept = None if training else torch.zeros(len(keep_steps), runs, batch, size, **new)
+    kept_size = size if readout is None else readout[0].shape[2]
+    kept = None if training else torch.zeros(len(keep_steps), runs, batch, kept_size, **new)
     length = steps if training else 1  # evaluation: one step's buffers, written again at every step
     hidden = torch.zeros(steps + 1 if training else 2, runs, batch, size, **new)
     gh = torch.zeros(length, runs, batch, 3 * size, **new)
@@ -167,8 +170,10 @@ def _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, *, active: list[int] | None =
             per_step = zip(offsets[:k, local, :b].unbind(1), input_n[:k, local, :b].unbind(1), *states, *gates)
             for t, (offset, input_n_t, h, h_next, *gates_t) in enumerate(per_step, start):
                 _cell(offset, input_n_t, h, h_next, weights, *gates_t)
-                if t in kept_at:
+                if t in kept_at and readout is None:
                     kept[kept_at[t]] = hidden[(t + 1) % 2]
+                elif t in kept_at:
+                    torch.baddbmm(readout[1], hidden[(t + 1) % 2], readout[0], out=kept[kept_at[t]])
     return (hidden, rz, n, gh) if training else kept
 
 
@@ -339,11 +344,13 @@ class StackedReferenceGRUs:
                 rows = (lengths[order][None, :] > np.arange(inputs.shape[2])[:, None]).sum(1).tolist()
                 kept = _gru_forward(inputs[:, torch.as_tensor(order, device=inputs.device)], weights["w_ih"],
                                     weights["w_hh"].transpose(1, 2).contiguous(), weights["b_ih"], weights["b_hh"],
-                                    keep_steps=list(steps), rows=rows)
-                hidden = kept.permute(1, 2, 0, 3)[:, torch.as_tensor(np.argsort(order), device=inputs.device)]
+                                    keep_steps=list(steps), rows=rows,
+                                    readout=(weights["w_emb"].transpose(1, 2), weights["b_emb"].unsqueeze(1)))
+                embedding = kept.permute(1, 2, 0, 3)[:, torch.as_tensor(np.argsort(order), device=inputs.device)]
             else:
                 hidden = self._recurrent(inputs.expand(len(runs), -1, -1, -1), weights)[:, :, list(steps)]
-            return self._head(hidden, weights, self.output_range[list(runs)])
+                embedding = self._embedding(hidden, weights)
+            return self._output(embedding, weights, self.output_range[list(runs)]), embedding
 
     def finite(self) -> np.ndarray:
         with torch.no_grad():
@@ -379,15 +386,26 @@ class StackedReferenceGRUs:
             scale[r, :, : int(lengths[r])] = mask / (1 - p)
         return scale
 
-    def _head(self, hidden, weights, output_range=None):
-        """Embedding layer (the aligned one) and scaled-sigmoid output of ``hidden (R, B, T, H)``."""
+    def _head(self, hidden, weights):
+        """Scaled-sigmoid output and embedding layer (the aligned one) of ``hidden (R, B, T, H)``."""
+        embedding = self._embedding(hidden, weights)
+        return self._output(embedding, weights, self.output_range), embedding
+
+    @staticmethod
+    def _embedding(hidden, weights):
+        """The embedding layer of ``hidden (R, B, T, H)``: ``(R, B, T, L)``."""
         runs, batch, steps, size = hidden.shape
         flat = hidden.reshape(runs, batch * steps, size)
         embedding = torch.baddbmm(weights["b_emb"].unsqueeze(1), flat, weights["w_emb"].transpose(1, 2))
-        logit = torch.baddbmm(weights["b_out"].unsqueeze(1), embedding, weights["w_out"].transpose(1, 2))
-        output_range = self.output_range if output_range is None else output_range
-        outputs = output_range * (2.0 * torch.sigmoid(logit) - 1.0)
-        return outputs.view(runs, batch, steps), embedding.view(runs, batch, steps, -1)
+        return embedding.view(runs, batch, steps, -1)
+
+    @staticmethod
+    def _output(embedding, weights, output_range):
+        """The scaled-sigmoid output of ``embedding (R, B, T, L)``: ``(R, B, T)``; ``output_range (R, 1, 1)``."""
+        runs, batch, steps, latent = embedding.shape
+        logit = torch.baddbmm(weights["b_out"].unsqueeze(1), embedding.reshape(runs, batch * steps, latent),
+                              weights["w_out"].transpose(1, 2))
+        return (output_range * (2.0 * torch.sigmoid(logit) - 1.0)).view(runs, batch, steps)
 
 
 def _weights(network: Any) -> tuple[torch.Tensor, ...]:
