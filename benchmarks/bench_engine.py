@@ -24,6 +24,7 @@ small matrix products many times slower, which hides what is measured here.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -139,6 +140,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="+", default=[512, 128])
     parser.add_argument("--baseline-runs", type=int, default=2, help="sequential run-epochs timed for the baseline")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--repeat", type=int, default=1, help="measure the whole table this many times")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -148,15 +150,19 @@ def main() -> None:
     counts = [1, 4, 16] if args.quick else [1, 4, 16, 64]
     small = memory_like_data(episodes=2, points=2, n_test=2)
     baseline_rate(small, 8, 1), engine_rate(small, 8, 2)  # warm-up: imports and first-call costs stay out of the timings
-    print(f"{'hidden':>6} {'R':>4} {'group':>5} | {'run-epochs per second':^33} | {'per CPU second':^31}")
-    print(f"{'':>6} {'':>4} {'':>5} | {'baseline':>10} {'engine':>10} {'ratio':>9} | {'baseline':>10} {'engine':>10} {'ratio':>7}")
-    for hidden in args.hidden:
-        baseline = baseline_rate(data, hidden, args.baseline_runs)
-        for n_runs in counts:
-            group = auto_group_size(hidden, N_INPUTS, n_runs=n_runs)
-            engine = engine_rate(data, hidden, n_runs)
-            print(f"{hidden:>6} {n_runs:>4} {group:>5} | {baseline[0]:>10.3f} {engine[0]:>10.3f} {engine[0] / baseline[0]:>8.2f}x"
-                  f" | {baseline[1]:>10.3f} {engine[1]:>10.3f} {engine[1] / baseline[1]:>6.2f}x", flush=True)
+    for _ in range(args.repeat):
+        print(f"load average {' '.join(f'{load:.2f}' for load in os.getloadavg())} (1, 5, 15 min)")
+        print(f"{'hidden':>6} {'R':>4} {'group':>5} | {'run-epochs per second':^33} | {'per CPU second':^31}")
+        print(f"{'':>6} {'':>4} {'':>5} | {'baseline':>10} {'engine':>10} {'ratio':>9} | "
+              f"{'baseline':>10} {'engine':>10} {'ratio':>7}")
+        for hidden in args.hidden:
+            baseline = baseline_rate(data, hidden, args.baseline_runs)
+            for n_runs in counts:
+                group = auto_group_size(hidden, N_INPUTS, n_runs=n_runs)
+                engine = engine_rate(data, hidden, n_runs)
+                print(f"{hidden:>6} {n_runs:>4} {group:>5} | {baseline[0]:>10.3f} {engine[0]:>10.3f} "
+                      f"{engine[0] / baseline[0]:>8.2f}x | {baseline[1]:>10.3f} {engine[1]:>10.3f} "
+                      f"{engine[1] / baseline[1]:>6.2f}x", flush=True)
 
 
 if __name__ == "__main__":

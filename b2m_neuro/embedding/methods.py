@@ -273,8 +273,8 @@ def _pca(matrices: list[np.ndarray], *, output_dimension: int, seed: int, thread
 
 
 def _cebra(
-    matrices: list[np.ndarray], labels: list[np.ndarray], *, params: dict[str, Any], threads: int | None, progress: bool,
-    label_search: str = "distinct",
+    matrices: list[np.ndarray], labels: list[np.ndarray], *, params: dict[str, Any], threads: int | None,
+    progress: bool, label_search: str = "distinct",
 ) -> list[np.ndarray]:
     import cebra
     import torch
