@@ -35,6 +35,19 @@ def read_json_object(path: Path, *, error: type[B2MError], fix: str) -> dict:
     return value
 
 
+def read_toml(path: Path, *, error: type[B2MError], what: str) -> dict:
+    """The TOML table in ``path``; ``error`` (field ``spec``) naming the file when it is missing or not
+    valid TOML. ``what`` names the file's kind in the message (``"teacher spec"``)."""
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{what} file not found", file=path, field="spec", fix="check the path") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as problem:
+        raise error(f"not a valid TOML file ({problem})", file=path, field="spec") from None
+
+
 def check_writable_target(path: str | os.PathLike, *, overwrite: bool, error: type[B2MError] = B2MError) -> Path:
     """Check that ``path`` may be written: its folder exists and it is new or ``overwrite`` is set."""
     path = Path(path)

@@ -35,7 +35,6 @@ import functools
 import json
 import math
 import os
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +43,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from b2m_neuro._util.files import read_json_object, sha256
+from b2m_neuro._util.files import read_json_object, read_toml, sha256
 from b2m_neuro.errors import AdapterError
 
 if TYPE_CHECKING:
@@ -196,13 +195,7 @@ class EEGSpec:
     def from_toml(cls, path: str | os.PathLike) -> EEGSpec:
         """Read a spec from a TOML file (layout in this module's docstring)."""
         path = Path(path)
-        try:
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise AdapterError("EEG spec file not found", file=path, field="spec", fix="check the path") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise AdapterError(f"not a valid TOML file ({error})", file=path, field="spec") from None
-        return cls.from_dict(values, file=path)
+        return cls.from_dict(read_toml(path, error=AdapterError, what="EEG spec"), file=path)
 
     @classmethod
     def resolve(cls, spec: EEGSpec | str | os.PathLike | None) -> EEGSpec:

@@ -75,6 +75,7 @@ from typing import Any
 
 import numpy as np
 
+from b2m_neuro._util.files import read_toml
 from b2m_neuro.errors import AdapterError
 
 __all__ = [
@@ -538,13 +539,7 @@ class TeacherSpec:
     def from_toml(cls, path: str | os.PathLike) -> TeacherSpec:
         """Read a spec from a TOML file (layout in this module's docstring)."""
         path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise AdapterError("teacher spec file not found", file=path, field="spec") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise AdapterError(f"not a valid TOML file ({error})", file=path, field="spec") from None
-        return cls.from_dict(data, file=path)
+        return cls.from_dict(read_toml(path, error=AdapterError, what="teacher spec"), file=path)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, file: str | os.PathLike | None = None) -> TeacherSpec:

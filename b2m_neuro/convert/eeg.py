@@ -39,7 +39,7 @@ from b2m_neuro._util.progress import track
 from b2m_neuro._version import __version__
 from b2m_neuro.bids_templates import read_template
 from b2m_neuro.convert.deidentify import DEFAULT_DATE_SHIFT_DAYS, check_shift
-from b2m_neuro.convert.eeg_events import event_codes, table_annotations, trigger_annotations
+from b2m_neuro.convert.eeg_events import check_within_recording, event_codes, table_annotations, trigger_annotations
 from b2m_neuro.errors import ConversionError
 
 if TYPE_CHECKING:
@@ -239,16 +239,7 @@ def _check_frames(raw: mne.io.BaseRaw, source: str, frame_times: Any, frames: np
     if np.any(np.diff(times) <= 0):
         raise ConversionError("frame_times are not strictly increasing", file=source, field="frame_times",
                               fix="sort the frame times and remove duplicates")
-    outside = (times < 0) | (times >= duration)
-    if outside.any():
-        first = int(np.flatnonzero(outside)[0])
-        raise ConversionError(
-            f"{int(outside.sum())} frame times lie outside the recording (0 to {duration:.3f} s), "
-            f"the first is frame {first} at {times[first]:.3f} s",
-            file=source,
-            field="frame_times",
-            fix="give frame onsets in seconds from the recording's first sample",
-        )
+    check_within_recording(times, duration, what="frame times", item="frame", file=source, field="frame_times")
     if frames is not None:
         shape = np.shape(frames)
         if np.asarray(frames[:1]).dtype != np.uint8:

@@ -68,6 +68,21 @@ def trigger_annotations(
     return annotations, {description: int(description) for description in descriptions}
 
 
+def check_within_recording(times: np.ndarray, duration_s: float, *, what: str, item: str, file: str,
+                           field: str) -> None:
+    """ConversionError naming the count and the first of ``times`` (s) outside ``[0, duration_s)``."""
+    outside = (times < 0) | (times >= duration_s)
+    if outside.any():
+        first = int(np.flatnonzero(outside)[0])
+        raise ConversionError(
+            f"{int(outside.sum())} {what} lie outside the recording (0 to {duration_s:.3f} s), the first is "
+            f"{item} {first} at {times[first]:.3f} s",
+            file=file,
+            field=field,
+            fix="give onsets in seconds from the recording's first sample",
+        )
+
+
 def table_annotations(
     table: str | os.PathLike | pd.DataFrame, *, duration_s: float
 ) -> tuple[mne.Annotations, dict[str, int]]:
@@ -76,16 +91,7 @@ def table_annotations(
 
     events, name = _read_table(table)
     onset = _numbers(events, "onset", name, fix="give each event's onset in seconds from the recording's first sample")
-    outside = ~((onset >= 0) & (onset < duration_s))
-    if outside.any():
-        row = int(np.flatnonzero(outside)[0])
-        raise ConversionError(
-            f"{int(outside.sum())} events lie outside the recording (0 to {duration_s:.3f} s), the first is row {row} "
-            f"at {onset[row]:.3f} s",
-            file=name,
-            field="onset",
-            fix="give onsets in seconds from the recording's first sample",
-        )
+    check_within_recording(onset, duration_s, what="events", item="row", file=name, field="onset")
     duration = np.zeros(onset.size)
     if "duration" in events:
         given = events["duration"].replace({"n/a": "0", "": "0"})
