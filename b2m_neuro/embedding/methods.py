@@ -98,7 +98,8 @@ min_temperature, distance, conditional
         same, step for step, and with labels that repeat (time within trial: 200 values for
         48,000 samples) the search stops being most of the training time. One-column labels only
         (ours); others use CEBRA's search. Not recorded in ``embedding_params``: it does not
-        change the result.
+        change the result. (With labels that repeat in every trial, that first sample is always
+        in the session's first trial, with either search.)
 
     Returns
     -------
