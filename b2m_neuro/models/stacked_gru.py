@@ -86,16 +86,16 @@ class _StackedGRUFunction(torch.autograd.Function):
         ctx.restore = torch.as_tensor(np.argsort(order), device=w_hh.device)
         ctx.active = (lengths[order][None, :] > np.arange(inputs.shape[2])[:, None]).sum(1).tolist()
         inputs, w_ih, w_hh, b_ih, b_hh = (tensor[ctx.order] for tensor in (inputs, w_ih, w_hh, b_ih, b_hh))
-        hidden, rz, n, gh = _gru_forward(inputs, w_ih, w_hh.transpose(1, 2).contiguous(), b_ih, b_hh,
-                                         active=ctx.active)
-        ctx.save_for_backward(inputs, w_ih, w_hh, hidden, rz, n, gh)
+        hidden, n, gates = _gru_forward(inputs, w_ih, w_hh.transpose(1, 2).contiguous(), b_ih, b_hh,
+                                        active=ctx.active)
+        ctx.save_for_backward(inputs, w_ih, w_hh, hidden, n, gates)
         return hidden[1:].permute(1, 2, 0, 3)[ctx.restore]
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
-        inputs, w_ih, w_hh, hidden, rz, n, gh = ctx.saved_tensors
-        grads = _gru_backward(grad_output[ctx.order], inputs, w_ih, w_hh, hidden, rz, n, gh, active=ctx.active,
+        inputs, w_ih, w_hh, hidden, n, gates = ctx.saved_tensors
+        grads = _gru_backward(grad_output[ctx.order], inputs, w_ih, w_hh, hidden, n, gates, active=ctx.active,
                               input_grad=ctx.needs_input_grad[0])
         return *(None if grad is None else grad[ctx.restore] for grad in grads), None
 
@@ -130,9 +130,8 @@ def _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, *, active: list[int] | None =
     ``w_hh_t`` is ``w_hh`` transposed, ``(R, H, 3H)``, contiguous (read once per step; that layout
     reads fastest). ``active[t]``: step t is computed for runs ``[:active[t]]`` only (runs sorted by
     decreasing length). Training (``keep_steps=None``): returns the time-major ``hidden (T + 1, R, B, H)``
-    (``hidden[0]`` is the zero initial state) and, for the backward pass, the gates
-    ``r|z (T, R, B, 2H)``, ``n (T, R, B, H)`` and ``gh (T, R, B, 3H)`` whose last H columns are
-    ``W_hn h + b_hn`` (zeros where a run was not computed). Evaluation (``keep_steps``, time indices;
+    (``hidden[0]`` is the zero initial state) and, for the backward pass, ``n (T, R, B, H)`` and
+    ``gates (T, R, B, 3H)``: ``r | z | W_hn h + b_hn`` (zeros where a run was not computed). Evaluation (``keep_steps``, time indices;
     all runs active): one step's buffers are reused, and only the hidden states after those steps
     are returned, ``(len(keep_steps), R, B, H)``; ``rows[t]``: step t is computed for the sequences
     ``[:rows[t]]`` only (sorted by decreasing length; the others' states are 0 from then on);
@@ -150,39 +149,39 @@ def _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, *, active: list[int] | None =
     kept = None if training else torch.zeros(len(keep_steps), runs, batch, kept_size, **new)
     length = steps if training else 1  # evaluation: one step's buffers, written again at every step
     hidden = torch.zeros(steps + 1 if training else 2, runs, batch, size, **new)
-    gh = torch.zeros(length, runs, batch, 3 * size, **new)
-    rz = torch.zeros(length, runs, batch, 2 * size, **new)
+    gates = torch.zeros(length, runs, batch, 3 * size, **new)  # r | z | W_hn h + b_hn
     n = torch.zeros(length, runs, batch, size, **new)
-    buffers = (gh, gh[..., : 2 * size], gh[..., 2 * size:], rz, rz[..., :size], rz[..., size:], n)
+    buffers = (gates, gates[..., : 2 * size], gates[..., 2 * size:], gates[..., :size], gates[..., size:2 * size], n)
     for block_start, offsets, input_n in _input_projections(inputs, w_ih, b_ih, b_hh):
         for start, stop, count in _segments(counts, block_start, block_start + offsets.shape[1]):
             local = slice(start - block_start, stop - block_start)
             k, b = (count, batch) if training else (runs, count)
             if training:
-                states = hidden[start:stop, :k].unbind(0), hidden[start + 1:stop + 1, :k].unbind(0)
-                gates = [buffer[start:stop, :k].unbind(0) for buffer in buffers]
+                states = hidden[start:stop + 1, :k].unbind(0)
+                states = states[:-1], states[1:]
+                views = [buffer[start:stop, :k].unbind(0) for buffer in buffers]
             else:  # the hidden state alternates between two buffers
                 hidden[:, :, b:] = 0
                 states = ([hidden[t % 2, :, :b] for t in range(start, stop)],
                           [hidden[(t + 1) % 2, :, :b] for t in range(start, stop)])
-                gates = [[buffer[0, :, :b]] * (stop - start) for buffer in buffers]
+                views = [[buffer[0, :, :b]] * (stop - start) for buffer in buffers]
             weights = w_hh_t[:k]
-            per_step = zip(offsets[:k, local, :b].unbind(1), input_n[:k, local, :b].unbind(1), *states, *gates)
-            for t, (offset, input_n_t, h, h_next, *gates_t) in enumerate(per_step, start):
-                _cell(offset, input_n_t, h, h_next, weights, *gates_t)
+            per_step = zip(offsets[:k, local, :b].unbind(1), input_n[:k, local, :b].unbind(1), *states, *views)
+            for t, (offset, input_n_t, h, h_next, *views_t) in enumerate(per_step, start):
+                _cell(offset, input_n_t, h, h_next, weights, *views_t)
                 if t in kept_at and readout is None:
                     kept[kept_at[t]] = hidden[(t + 1) % 2]
                 elif t in kept_at:
                     torch.baddbmm(readout[1], hidden[(t + 1) % 2], readout[0], out=kept[kept_at[t]])
-    return (hidden, rz, n, gh) if training else kept
+    return (hidden, n, gates) if training else kept
 
 
-def _cell(offset, input_n, h, h_next, w_hh_t, gh, gh_rz, gh_n, rz, r, z, n) -> None:
-    """One GRU step into preallocated outputs: ``gh = offset + h W_hh^T``, ``r|z = sigmoid(gh[:2H])``,
-    ``n = tanh(input_n + r * gh[2H:])``, ``h_next = n + z * (h - n)`` (``gh_rz``, ``gh_n``, ``r``,
-    ``z`` are column views of ``gh`` and ``rz``)."""
-    torch.baddbmm(offset, h, w_hh_t, out=gh)
-    torch.sigmoid(gh_rz, out=rz)
+def _cell(offset, input_n, h, h_next, w_hh_t, gates, gates_rz, gh_n, r, z, n) -> None:
+    """One GRU step into preallocated outputs: ``gates = offset + h W_hh^T``, then its first 2H
+    columns to ``r | z = sigmoid(.)`` in place, ``n = tanh(input_n + r * gh_n)``, ``h_next = n + z * (h - n)``
+    (``gates_rz``, ``gh_n``, ``r``, ``z`` are column views of ``gates``)."""
+    torch.baddbmm(offset, h, w_hh_t, out=gates)
+    gates_rz.sigmoid_()
     torch.addcmul(input_n, r, gh_n, out=n).tanh_()
     torch.lerp(n, h, z, out=h_next)
 
@@ -228,33 +227,34 @@ def _input_projections(inputs, w_ih, b_ih, b_hh):
 
 
 @_collector_paused
-def _gru_backward(grad_output, inputs, w_ih, w_hh, hidden, rz, n, gh, *, active: list[int], input_grad: bool):
+def _gru_backward(grad_output, inputs, w_ih, w_hh, hidden, n, gates, *, active: list[int], input_grad: bool):
     """Backward through time carrying only ``dL/dh``; weight gradients by one matmul over all steps.
 
     ``w_hh (R, 3H, H)`` contiguous (the layout that reads fastest for ``dgh @ W_hh``); the step
     loop, like the forward's, writes into preallocated buffers only.
     """
     runs, size = w_hh.shape[0], w_hh.shape[2]
-    steps, batch = rz.shape[0], rz.shape[2]
-    r, z = rz[..., :size], rz[..., size:]
+    steps, batch = gates.shape[0], gates.shape[2]
+    r, z, gh_n = gates[..., :size], gates[..., size:2 * size], gates[..., 2 * size:]
     previous = hidden[:-1]
     # dL/dh_t times these factors gives the gradients of the gate pre-activations (all forward-only)
     to_n = (1 - z) * (1 - n * n)                          # -> d(W_in x + b_in + r * (W_hn h + b_hn))
-    factors = torch.cat([to_n * gh[..., 2 * size:] * r * (1 - r),   # -> d(r pre-activation)
+    factors = torch.cat([to_n * gh_n * r * (1 - r),                 # -> d(r pre-activation)
                          (previous - n) * z * (1 - z),              # -> d(z pre-activation)
                          to_n * r], dim=-1)                         # -> d(W_hn h + b_hn)
     # dL/dh_t (T, R, B, H), completed from the last step; steps a run did not compute get none
     grad_h = grad_output.permute(2, 0, 1, 3).contiguous()
     for t in np.flatnonzero(np.diff(active)) + 1:
         grad_h[t:, active[t]:] = 0
-    grad_gh = torch.zeros_like(gh)
+    grad_gh = torch.zeros_like(gates)
     by_gate = (steps, runs, batch, 3, size)
     for start, stop, k in reversed(_segments(active, 0, steps)):
         # dgh_t = factors_t * dh_t (per gate); dh_(t-1) += dh_t * z_t + dgh_t @ W_hh
-        earlier = [None] * (start == 0) + list(grad_h[max(start - 1, 0):stop - 1, :k].unbind(0))
+        grad_h_at = grad_h[max(start - 1, 0):stop, :k].unbind(0)  # steps start - 1 (if any) .. stop - 1
+        now, earlier = (grad_h_at, (None, *grad_h_at[:-1])) if start == 0 else (grad_h_at[1:], grad_h_at[:-1])
         per_step = zip(factors.view(by_gate)[start:stop, :k].unbind(0), grad_gh.view(by_gate)[start:stop, :k].unbind(0),
                        grad_gh[start:stop, :k].unbind(0), grad_h.unsqueeze(3)[start:stop, :k].unbind(0),
-                       grad_h[start:stop, :k].unbind(0), z[start:stop, :k].unbind(0), earlier)
+                       now, z[start:stop, :k].unbind(0), earlier)
         weights = w_hh[:k]
         for factor, grad_by_gate, grad_gates, grad_h_by_gate, grad_h_t, z_t, grad_h_before in reversed(list(per_step)):
             torch.mul(factor, grad_h_by_gate, out=grad_by_gate)
