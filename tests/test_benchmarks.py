@@ -51,3 +51,14 @@ def test_vae_benchmark_runs_at_small_size_on_the_cpu(capsys, monkeypatch):
     assert re.search(r"^\s+2\s+[\d.]+ im/s\s+[\d.]+ im/s\s+[\d.]+x", printed, re.MULTILINE)  # R = 2: rates and ratio
     # 220 runs x 100 epochs x 12,000 scenes at 1,000 scenes per second
     assert bench_vae.projected_hours(1000.0) == pytest.approx(220 * 100 * 12_000 / 1000 / 3600)
+
+
+def test_cebra_benchmark_compares_both_label_searches_at_small_size(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench_cebra = importlib.import_module("bench_cebra")
+    bench_cebra.main(["--sessions", "2", "--trials", "20", "--steps", "5", "--curve", "3", "--batch-size", "32"])
+    printed = capsys.readouterr().out
+    for search in ("distinct", "cebra"):
+        assert re.search(rf"^\s+{search}\s+5\s+[\d.]+\s+[\d.]+ \| consistency", printed, re.MULTILINE), search
+    assert "largest difference between the two embeddings: 0\n" in printed  # the same training, step for step
+    assert re.search(r"^\s+distinct\s+3\s", printed, re.MULTILINE)
