@@ -39,7 +39,7 @@ _LAZY = {
     "embed": "b2m_neuro.embedding",
     "Derivative": "b2m_neuro.derivative",
     "train": "b2m_neuro.training",
-    "TrainResult": "b2m_neuro.training",
+    "TrainResult": "b2m_neuro.train_result",
     "sweep": "b2m_neuro.sweeps",
     "SweepResult": "b2m_neuro.sweeps",
 }

@@ -163,7 +163,7 @@ def reconstruction_grid(model: Any, images: np.ndarray, out: str | os.PathLike, 
     """Original scenes (top row) against the VAE's reconstructions (bottom row), as ``out`` .png and .svg.
 
     ``model`` is a trained :class:`~b2m_neuro.models.vae.ReferenceVAE` (or a
-    :class:`~b2m_neuro.training.TrainResult` holding one), reconstructing in eval mode (``z = mu``);
+    :class:`~b2m_neuro.train_result.TrainResult` holding one), reconstructing in eval mode (``z = mu``);
     ``images`` are ``uint8 (n, 3, height, width)`` (as :func:`b2m_neuro.tasks.scenes.read_images`
     reads them). Returns the PNG's path.
     """

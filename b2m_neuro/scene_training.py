@@ -50,11 +50,10 @@ from b2m_neuro.controls import apply_control, check_control
 from b2m_neuro.engine import StackedAdam, TrainConfig, _seeded_generator
 from b2m_neuro.errors import TrainingError
 from b2m_neuro.tasks.scenes import SceneData, SceneTask
+from b2m_neuro.train_result import TrainResult, run_versions, torch_device
 
 if TYPE_CHECKING:
     import torch
-
-    from b2m_neuro.training import TrainResult
 
 __all__ = ["train_scenes", "prepare_scene_run", "fit_scene_runs", "auto_scene_group_size", "SceneRun",
            "SCENE_DEFAULTS", "SCENE_HISTORY_VARIABLES"]
@@ -102,12 +101,10 @@ class PreparedSceneRun:
     run_config: dict
 
     def result(self, history: xr.Dataset, diverged: bool) -> TrainResult:
-        """The :class:`~b2m_neuro.training.TrainResult` once :func:`fit_scene_runs` trained ``run``."""
-        from b2m_neuro.training import TrainResult, _versions
-
+        """The :class:`~b2m_neuro.train_result.TrainResult` once :func:`fit_scene_runs` trained ``run``."""
         history.attrs["config"] = json.dumps(self.run_config)
         return TrainResult(history=history, model=self.run.network.cpu(), config=self.run_config,
-                           versions=_versions(), diverged=diverged)
+                           versions=run_versions(), diverged=diverged)
 
 
 def train_scenes(derivative: Any, model: Any = "vae", *, alpha: float, scenes: str | os.PathLike | None = None,
@@ -142,8 +139,6 @@ def prepare_scene_run(derivative: Any, model: Any = "vae", *, alpha: float, scen
     and both image sets, apply the control, build the student (weights under ``torch.manual_seed(seed)``)."""
     import torch
 
-    from b2m_neuro.training import _device
-
     if scenes is None:
         raise TrainingError("the VAE student needs the folder of its training scenes", field="scenes",
                             fix="pass scenes='<image folder>' (e.g. the CARLA scenes: train/class1/*.png, test/class1/*.png)")
@@ -159,16 +154,16 @@ def prepare_scene_run(derivative: Any, model: Any = "vae", *, alpha: float, scen
     model_options = {k: v for k, v in options.items() if k not in config_fields | task_fields}
     sessions, source = _frame_sessions(derivative)
     data = task.prepare(apply_control(sessions, control, seed=config.seed), progress=progress)
-    torch_device = _device(device)
+    on = torch_device(device)
     torch.manual_seed(config.seed)
     network, name, model_options = _student(model, data, model_options)
     run_config = {
         "model": name, "model_options": model_options, "align_layer": network.align_layer, "task": task.name,
-        "task_options": task.options(), "control": control, "device": str(torch_device), "derivative": source,
+        "task_options": task.options(), "control": control, "device": str(on), "derivative": source,
         "n_train_images": len(data.train_images), "n_test_images": len(data.test_images),
         "n_frames": len(data.frames), **asdict(config),
     }
-    return PreparedSceneRun(SceneRun(data, network.to(torch_device), config, task.pair_batch), torch_device, run_config)
+    return PreparedSceneRun(SceneRun(data, network.to(on), config, task.pair_batch), on, run_config)
 
 
 def fit_scene_runs(runs: Sequence[SceneRun], *, device: Any = "cpu", group_size: int | None = None,
