@@ -108,7 +108,7 @@ if TYPE_CHECKING:
 
     from b2m_neuro.tasks import TaskData
 
-__all__ = ["TrainConfig", "HISTORY_VARIABLES", "Run", "fit_runs", "plan_groups", "auto_group_size", "StackedAdam",
+__all__ = ["TrainConfig", "HISTORY_VARIABLES", "Run", "fit_runs", "plan_groups", "auto_group_size", "StackedAdam", "seeded_generator",
            "BACKENDS"]
 
 #: ``backend=`` values: "auto", "stacked" (stacked weights, one pass for the group), "nn.GRU" (one nn.GRU call per run).
@@ -412,7 +412,7 @@ def _group(runs: Sequence[Run], device: Any, backend: str) -> Any:
     if _stacking_key(runs[0]) is None:
         return _SingleModule(runs[0].student)
     networks = [run.student.model for run in runs]
-    generators = [_seeded_generator(run.config.seed, device) for run in runs]
+    generators = [seeded_generator(run.config.seed, device) for run in runs]
     return type(networks[0]).stack(networks, generators=generators, device=device, backend=backend)
 
 
@@ -679,7 +679,7 @@ class _TensorPool:
         return self._by_content[key]
 
 
-def _seeded_generator(seed: int, device: Any, stream: int = 2):
+def seeded_generator(seed: int, device: Any, stream: int = 2):
     """A run's torch generator seeded from its seed: ``stream`` 2 draws dropout, 3 the negatives
     (streams separate from the weights and the episode order)."""
     import torch
@@ -703,7 +703,7 @@ class _NegativeBank:
         self.rows = tensors["brain"][paired]  # (N, latent), ordered by sequence
         self.sequence = torch.nonzero(paired)[:, 0].cpu()
         self.count = int(config.negatives)
-        self.generator = _seeded_generator(config.seed, "cpu", stream=3)
+        self.generator = seeded_generator(config.seed, "cpu", stream=3)
 
     def sample(self, batch_rows: np.ndarray):
         """``count`` rows, drawn uniformly with replacement from the sequences not in ``batch_rows``."""

@@ -47,7 +47,7 @@ import xarray as xr
 
 from b2m_neuro._util.progress import track
 from b2m_neuro.controls import apply_control, check_control
-from b2m_neuro.engine import StackedAdam, TrainConfig, _seeded_generator
+from b2m_neuro.engine import StackedAdam, TrainConfig, seeded_generator
 from b2m_neuro.errors import TrainingError
 from b2m_neuro.tasks.scenes import SceneData, SceneTask
 from b2m_neuro.train_result import TrainResult, run_versions, torch_device
@@ -248,7 +248,7 @@ def _train_group(runs: Sequence[SceneRun], device: Any, autocast: bool, progress
     from b2m_neuro.models.stacked_vae import StackedVAEs
 
     configs = [run.config for run in runs]
-    model = StackedVAEs([run.network for run in runs], generators=[_seeded_generator(c.seed, device) for c in configs],
+    model = StackedVAEs([run.network for run in runs], generators=[seeded_generator(c.seed, device) for c in configs],
                         device=device)
     data = runs[0].data
     images = {name: torch.as_tensor(getattr(data, name), device=device) for name in ("train_images", "test_images", "frames")}
