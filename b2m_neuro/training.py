@@ -70,7 +70,8 @@ def train(
     device
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
     task
-        ``"memory"`` (the goal-switching task), ``"trials"`` (generic trial sequences) or a task
+        ``"memory"`` (the goal-switching task), ``"study_test"`` (study-test recognition memory),
+        ``"sternberg"`` (Sternberg working memory), ``"trials"`` (generic trial sequences) or a task
         object from :mod:`b2m_neuro.tasks`.
     align_layer
         For a user ``nn.Module``: the name of the layer aligned to the brain (a forward hook).
@@ -94,8 +95,10 @@ def train(
         - ``divergence_factor`` (100): stop when an epoch's mean loss exceeds this many times the
           first batch's loss.
 
-        Task options (memory: ``time_stride``, ``pair``, ``n_test``, ``test_seed``; trials:
-        ``stimulus``, ``target``, ``episode``, ``test_fraction``, ...; see :mod:`b2m_neuro.tasks`)
+        Task options (memory: ``time_stride``, ``pair``, ``n_test``, ``test_seed``; study_test:
+        ``phase``, ``phases``, ``stimulus``, ``episode``, ``target``; sternberg: ``encoding``,
+        ``probe``, ``target``; trials: ``stimulus``, ``target``, ``episode``, ``test_fraction``, ...;
+        see :mod:`b2m_neuro.tasks`)
         and model options (gru: ``hidden_size``, ``dropout``, ``output_range``).
 
     Returns

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -113,3 +114,21 @@ def test_convert_spikes_needs_a_time_zone(lab_files, capsys):
     with pytest.raises(SystemExit) as exited:
         main(args)
     assert exited.value.code == 2 and "has no time zone" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("design", "task"), [("study-test", "study_test"), ("sternberg", "sternberg")])
+def test_simulate_recognition_designs_write_sessions_their_task_trains_on(design, task, tmp_path, capsys):
+    out = tmp_path / "dandiset"
+    assert main(["simulate", design, "--sessions", "2", "--out", str(out), "--quiet"]) == 0
+    paths = capsys.readouterr().out.split()
+    assert [Path(p).name for p in paths] == ["sub-S01_ses-01_ecephys.nwb", "sub-S02_ses-02_ecephys.nwb"]
+    from b2m_neuro.adapters import load_spikes
+
+    rates = load_spikes(paths[0], "recognition" if task == "study_test" else "sternberg", progress=False)
+    assert rates.sizes["time"] == 2 and "target" in rates.coords
+    from b2m_neuro import embed, train
+
+    options = {"episode": "episode"} if task == "study_test" else {}
+    result = train(embed([rates], method="pca", output_dimension=3, progress=False), task=task, alpha=0.1,
+                   hidden_size=8, epochs=1, n_test=20, progress=False, **options)
+    assert result.history.sizes["epoch"] == 1 and not result.diverged

@@ -1,9 +1,12 @@
-"""``b2m-neuro simulate memory`` and ``b2m-neuro convert spikes``."""
+"""``b2m-neuro simulate memory | study-test | sternberg`` and ``b2m-neuro convert spikes``."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+
+# `b2m-neuro simulate <design>` -> what its sessions are (simulate/recognition.py)
+_MEMORY_DESIGNS = {"study-test": "study-test recognition memory", "sternberg": "Sternberg working memory"}
 
 
 def register(cli) -> None:
@@ -18,6 +21,18 @@ def register(cli) -> None:
     simulate.add_argument("--overwrite", action="store_true", help="replace existing NWB files")
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
     simulate.set_defaults(run=_simulate_memory)
+
+    for design, what in _MEMORY_DESIGNS.items():
+        recognition = cli.command(design, group="simulate",
+                                  help=f"Simulate {what} sessions as NWB files in DANDI layout (one subject each)")
+        recognition.add_argument("--sessions", type=int, default=2, help="number of sessions (default 2)")
+        recognition.add_argument("--out", required=True, help="dandiset folder to write (created if missing)")
+        recognition.add_argument("--seed", type=int, default=0, help="random seed of the first session (default 0)")
+        recognition.add_argument("--no-memory-information", action="store_true",
+                                 help="neurons carry no memory signal (the no-information teacher)")
+        recognition.add_argument("--overwrite", action="store_true", help="replace existing NWB files")
+        recognition.add_argument("--quiet", action="store_true", help="no progress bar")
+        recognition.set_defaults(run=_simulate_recognition, design=design)
 
     convert = cli.command("spikes", group="convert",
                           help="Convert WaveClus times_<channel>.mat files and an events table to NWB")
@@ -64,6 +79,23 @@ def _simulate_memory(args: argparse.Namespace) -> None:
         recordings, args.out, name="b2m_neuro simulated memory-task sessions",
         description=(f"{args.sessions} simulated sessions of the memory goal-switching task (seed {args.seed}, "
                      f"goal information {'off' if args.no_goal_information else 'on'})"),
+        overwrite=args.overwrite, progress=not args.quiet,
+    )
+    for path in paths:
+        print(path)
+
+
+def _simulate_recognition(args: argparse.Namespace) -> None:
+    from b2m_neuro import simulate
+    from b2m_neuro.convert import write_dandiset
+
+    session = getattr(simulate, f"{args.design.replace('-', '_')}_session")
+    recordings = [session(seed=args.seed + i, subject_id=f"S{i + 1:02d}", session_id=f"{i + 1:02d}",
+                          memory_information=not args.no_memory_information) for i in range(args.sessions)]
+    paths = write_dandiset(
+        recordings, args.out, name=f"b2m_neuro simulated {_MEMORY_DESIGNS[args.design]} sessions",
+        description=(f"{args.sessions} simulated {_MEMORY_DESIGNS[args.design]} sessions (seeds {args.seed}.., "
+                     f"memory information {'off' if args.no_memory_information else 'on'})"),
         overwrite=args.overwrite, progress=not args.quiet,
     )
     for path in paths:
