@@ -33,13 +33,13 @@ import xarray as xr
 from b2m_neuro.errors import TrainingError
 from b2m_neuro.tasks.sequences import (
     DEFAULT_PAIRING,
+    EpisodeSequence,
+    SequenceLayout,
     TaskData,
     TrialSequenceTask,
-    _check_positive_int,
-    _Layout,
-    _Sequence,
-    _task_data,
-    _trial_table,
+    check_positive_int,
+    task_data,
+    trial_table,
 )
 
 MEMORY_VARIABLES = ("stimulus", "first_target", "second_target", "current_target", "episode")
@@ -82,7 +82,7 @@ class MemoryTask(TrialSequenceTask):
 
     def __init__(self, *, n_test: int = 1000, time_stride: int = 1, pair: str | Sequence[bool] = DEFAULT_PAIRING,
                  test_seed: int = 0) -> None:
-        _check_positive_int(n_test, "n_test")
+        check_positive_int(n_test, "n_test")
         super().__init__(time_stride=time_stride, pair=pair, test_seed=test_seed)
         self.n_test = n_test
 
@@ -100,7 +100,7 @@ class MemoryTask(TrialSequenceTask):
         train = [episode for session, table in zip(sessions, tables) for episode in self._episodes(session, layout)]
         episodes = [episode for table in tables for _, episode in table.groupby("episode", sort=False)]
         test = self._simulated_test_set(episodes, layout)
-        return _task_data(layout, train, test)
+        return task_data(layout, train, test)
 
     def _stimulus_values(self, session: xr.Dataset) -> set:
         table = _trial_table_of(session)
@@ -111,10 +111,10 @@ class MemoryTask(TrialSequenceTask):
         return correct_responses(episode["stimulus"].to_numpy(), episode["first_target"].iloc[0],
                                  episode["second_target"].iloc[0])
 
-    def _cue(self, trials: pd.DataFrame, layout: _Layout) -> np.ndarray:
+    def _cue(self, trials: pd.DataFrame, layout: SequenceLayout) -> np.ndarray:
         return layout.one_hot(np.array([trials["first_target"].iloc[0], trials["second_target"].iloc[0]]))
 
-    def _simulated_test_set(self, episodes: list[pd.DataFrame], layout: _Layout) -> list[_Sequence]:
+    def _simulated_test_set(self, episodes: list[pd.DataFrame], layout: SequenceLayout) -> list[EpisodeSequence]:
         rng = np.random.default_rng(self.test_seed)
         lengths = np.array([len(episode) for episode in episodes])
         roles = _role_frequencies(pd.concat(episodes))
@@ -137,7 +137,7 @@ class MemoryTask(TrialSequenceTask):
 
 
 def _trial_table_of(session: xr.Dataset) -> pd.DataFrame:
-    return _trial_table(session, MEMORY_VARIABLES)
+    return trial_table(session, MEMORY_VARIABLES)
 
 
 def _episode_key(episode: pd.DataFrame) -> tuple:

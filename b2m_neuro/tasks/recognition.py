@@ -43,16 +43,16 @@ import xarray as xr
 from b2m_neuro.errors import TrainingError
 from b2m_neuro.tasks.sequences import (
     DEFAULT_PAIRING,
+    EpisodeSequence,
+    SequenceLayout,
     TaskData,
     TrialSequenceTask,
-    _check_positive_int,
-    _join,
-    _Layout,
-    _Sequence,
-    _task_data,
-    _trial_table,
-    _values,
-    _where,
+    check_positive_int,
+    join_sequences,
+    session_label,
+    task_data,
+    trial_table,
+    variable_values,
 )
 
 #: Default name of the trial variable holding the phase ("phase" itself is the spike adapter's
@@ -63,7 +63,7 @@ _TRIES_PER_EPISODE = 1000
 
 
 @dataclass
-class _Episode:
+class StudyTestEpisode:
     """One episode's items in order, and the brain embedding of its study and test trials."""
 
     study: np.ndarray
@@ -125,7 +125,7 @@ class StudyTestTask(TrialSequenceTask):
                  phases: Sequence[str] | str = ("study", "test"), episode: str | None = None, target: str | None = None,
                  n_test: int = 200, time_stride: int = 1, pair: str | Sequence[bool] = DEFAULT_PAIRING,
                  test_seed: int = 0) -> None:
-        _check_positive_int(n_test, "n_test")
+        check_positive_int(n_test, "n_test")
         super().__init__(stimulus=stimulus, target=target, episode=episode, time_stride=time_stride, pair=pair,
                          test_seed=test_seed)
         self.phase = phase
@@ -147,11 +147,11 @@ class StudyTestTask(TrialSequenceTask):
         episodes = [episode for session in sessions for episode in self._study_test_episodes(session, layout)]
         train = [_sequence(layout, episode) for episode in episodes]
         test = draw_unseen(episodes, layout.stimuli, self.n_test, seed=self.test_seed, field=self.stimulus)
-        return _task_data(layout, train, [_sequence(layout, episode) for episode in test])
+        return task_data(layout, train, [_sequence(layout, episode) for episode in test])
 
-    def _study_test_episodes(self, session: xr.Dataset, layout: _Layout) -> list[_Episode]:
-        where = _where(session)
-        table = _trial_table(session, self.required_variables)
+    def _study_test_episodes(self, session: xr.Dataset, layout: SequenceLayout) -> list[StudyTestEpisode]:
+        where = session_label(session)
+        table = trial_table(session, self.required_variables)
         is_test = self._is_test(table[self.phase].to_numpy(), where)
         stimuli = table[self.stimulus].to_numpy()
         recorded = self._recorded_targets(session)
@@ -161,7 +161,7 @@ class StudyTestTask(TrialSequenceTask):
         for label, rows in self._blocks(table):
             study, test = rows[~is_test[rows]], rows[is_test[rows]]
             self._check_phase_order(label, is_test[rows], where)
-            episode = _Episode(stimuli[study], stimuli[test], (embedding[study], embedding[test]))
+            episode = StudyTestEpisode(stimuli[study], stimuli[test], (embedding[study], embedding[test]))
             if recorded is not None:
                 check_recorded(recorded[test], episode, label, file=where,
                                fields=(self.target, self.stimulus))
@@ -203,12 +203,12 @@ class StudyTestTask(TrialSequenceTask):
             return None
         if self.target not in session.variables or session[self.target].dims != ("trial",):
             raise TrainingError(f"the session has no trial variable {self.target!r} (the recorded old/new label)",
-                                file=_where(session), field=self.target,
+                                file=session_label(session), field=self.target,
                                 fix="embed with a teacher spec that keeps it, or leave target out to use the rule")
-        return _values(session, self.target)
+        return variable_values(session, self.target)
 
 
-def check_recorded(recorded: np.ndarray, episode: _Episode, label: str, *, file: str, fields: tuple[str, str]) -> None:
+def check_recorded(recorded: np.ndarray, episode: StudyTestEpisode, label: str, *, file: str, fields: tuple[str, str]) -> None:
     """Refuse a recorded label (1 old or in / 0 new or out) that is not binary or disagrees with the rule."""
     target, stimulus = fields
     if not np.isin(recorded, (0, 1)).all():
@@ -224,7 +224,7 @@ def check_recorded(recorded: np.ndarray, episode: _Episode, label: str, *, file:
             fix="name the variable that identifies the items (each image, not its category) as the stimulus")
 
 
-def draw_unseen(episodes: list[_Episode], stimuli: list, n_test: int, *, seed: int, field: str) -> list[_Episode]:
+def draw_unseen(episodes: list[StudyTestEpisode], stimuli: list, n_test: int, *, seed: int, field: str) -> list[StudyTestEpisode]:
     """``n_test`` episodes drawn from the rule in the shapes of ``episodes``, none equal to one of them.
 
     A shape whose every variant is a training episode (with a small pool, e.g. the load-1 Sternberg
@@ -257,8 +257,8 @@ def draw_unseen(episodes: list[_Episode], stimuli: list, n_test: int, *, seed: i
     return drawn
 
 
-def _draw_unseen_like(rng: np.random.Generator, template: _Episode, pool: np.ndarray, seen: set, *,
-                      field: str) -> _Episode | None:
+def _draw_unseen_like(rng: np.random.Generator, template: StudyTestEpisode, pool: np.ndarray, seen: set, *,
+                      field: str) -> StudyTestEpisode | None:
     for _ in range(_TRIES_PER_EPISODE):
         episode = _draw_like(rng, template, pool, field=field)
         if episode.key not in seen:
@@ -275,16 +275,16 @@ def _check_phases(phases: Sequence[str] | str) -> tuple[str, str]:
     return values[0], values[1]
 
 
-def _sequence(layout: _Layout, episode: _Episode) -> _Sequence:
+def _sequence(layout: SequenceLayout, episode: StudyTestEpisode) -> EpisodeSequence:
     """Study trials (unscored), the test-phase marker, then the test trials scored old/new."""
     brain_study, brain_test = episode.brain or (None, None)
     no_cue = np.zeros((0, layout.n_inputs), np.float32)
     study = layout.sequence(no_cue, episode.study, np.zeros(len(episode.study)), brain=brain_study, scored=False)
     test = layout.sequence(layout.marker(), episode.test, episode.old.astype(int), brain=brain_test)
-    return _join(study, test)
+    return join_sequences(study, test)
 
 
-def _draw_like(rng: np.random.Generator, template: _Episode, pool: np.ndarray, *, field: str) -> _Episode:
+def _draw_like(rng: np.random.Generator, template: StudyTestEpisode, pool: np.ndarray, *, field: str) -> StudyTestEpisode:
     """A new episode of the template's shape: its study-list length and its old/new test order."""
     old = template.old
     study = _choose(rng, pool, len(template.study))
@@ -296,7 +296,7 @@ def _draw_like(rng: np.random.Generator, template: _Episode, pool: np.ndarray, *
     test = np.empty(len(old), dtype=object)
     test[old] = _choose(rng, study, int(old.sum()))
     test[~old] = _choose(rng, rest, int((~old).sum()))
-    return _Episode(study, test)
+    return StudyTestEpisode(study, test)
 
 
 def _choose(rng: np.random.Generator, items: np.ndarray, n: int) -> np.ndarray:

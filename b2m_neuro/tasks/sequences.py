@@ -70,7 +70,7 @@ class TaskData:
 
 
 @dataclass
-class _Sequence:
+class EpisodeSequence:
     inputs: np.ndarray
     targets: np.ndarray
     scored: np.ndarray
@@ -107,7 +107,7 @@ class TrialSequenceTask:
         if not 0.0 < test_fraction < 1.0:
             raise TrainingError(f"test_fraction must lie in (0, 1), got {test_fraction}", field="test_fraction",
                                 fix="hold out a fraction of the episodes such as 0.2")
-        _check_positive_int(time_stride, "time_stride")
+        check_positive_int(time_stride, "time_stride")
         self.stimulus, self.target, self.episode = stimulus, target, episode
         self.test_fraction = test_fraction
         self.time_stride = time_stride
@@ -135,15 +135,15 @@ class TrialSequenceTask:
         n_test = min(max(1, round(self.test_fraction * len(episodes))), len(episodes) - 1)
         train = [episodes[i] for i in sorted(order[n_test:])]
         test = [episodes[i] for i in sorted(order[:n_test])]
-        return _task_data(layout, train, test)
+        return task_data(layout, train, test)
 
     # --- shared by the memory task -----------------------------------------------------------
 
-    def _cue(self, trials: pd.DataFrame, layout: _Layout) -> np.ndarray:
+    def _cue(self, trials: pd.DataFrame, layout: SequenceLayout) -> np.ndarray:
         """Input steps shown before an episode's first trial (none for the generic task)."""
         return np.zeros((0, layout.n_inputs), np.float32)
 
-    def _check(self, sessions: Sequence[xr.Dataset]) -> _Layout:
+    def _check(self, sessions: Sequence[xr.Dataset]) -> SequenceLayout:
         if len(sessions) == 0:
             raise TrainingError("the derivative has no sessions", field="sessions", fix="embed at least one session")
         for session in sessions:
@@ -157,21 +157,21 @@ class TrialSequenceTask:
             raise TrainingError(f"sessions have different embedding widths: {sorted(latent_sizes)}", field="latent",
                                 fix="embed all sessions together (one multi-session embedding)")
         stimuli = sorted(set().union(*(self._stimulus_values(session) for session in sessions)))
-        return _Layout.build(sessions[0], stimuli, self.time_stride, self.pair, n_markers=self.n_markers)
+        return SequenceLayout.build(sessions[0], stimuli, self.time_stride, self.pair, n_markers=self.n_markers)
 
     def _stimulus_values(self, session: xr.Dataset) -> set:
-        return set(_values(session, self.stimulus).tolist())
+        return set(variable_values(session, self.stimulus).tolist())
 
     def _targets(self, episode: pd.DataFrame, session: xr.Dataset) -> np.ndarray:
         """An episode's training targets (1 accept / 0 reject): the target variable as recorded."""
         targets = episode[self.target].to_numpy()
         if not np.isin(targets, (0, 1)).all():
             raise TrainingError(f"the target must be 0 (reject) or 1 (accept), found {sorted(set(targets.tolist()))}",
-                                file=_where(session), field=self.target, fix="choose a binary target variable")
+                                file=session_label(session), field=self.target, fix="choose a binary target variable")
         return targets
 
-    def _episodes(self, session: xr.Dataset, layout: _Layout) -> list[_Sequence]:
-        trials = _trial_table(session, self.required_variables)
+    def _episodes(self, session: xr.Dataset, layout: SequenceLayout) -> list[EpisodeSequence]:
+        trials = trial_table(session, self.required_variables)
         embedding = session["embedding"].transpose("trial", "time", "latent").to_numpy()[:, layout.time_index]
         sequences = []
         for _, episode in trials.groupby(self.episode, sort=False):
@@ -182,7 +182,7 @@ class TrialSequenceTask:
         return sequences
 
 
-class _Layout:
+class SequenceLayout:
     """Time points kept per trial, which of them show the stimulus and which are paired with the
     brain, and the input coding: one element per stimulus, then "no stimulus", then the markers."""
 
@@ -198,14 +198,14 @@ class _Layout:
 
     @classmethod
     def build(cls, session: xr.Dataset, stimuli: list, stride: int, pair: str | list[bool], *,
-              n_markers: int = 0) -> _Layout:
+              n_markers: int = 0) -> SequenceLayout:
         n_time = session.sizes["time"]
         time_index = np.arange(n_time - 1, -1, -stride)[::-1]
         on_screen = ~pre_stimulus(session["time"].to_numpy() if "time" in session.coords else None, n_time)
-        paired = _pairing_mask(pair, on_screen, where=_where(session))[time_index]
+        paired = _pairing_mask(pair, on_screen, where=session_label(session))[time_index]
         if not paired.any():
             raise TrainingError(f"pair={pair!r} selects none of the {len(time_index)} time points kept per trial",
-                                file=_where(session), field="pair",
+                                file=session_label(session), field="pair",
                                 fix="pair more time points, or keep more of them (a smaller time_stride)")
         return cls(time_index, on_screen[time_index], paired, stimuli, n_markers=n_markers)
 
@@ -222,7 +222,7 @@ class _Layout:
         return step
 
     def sequence(self, cue: np.ndarray, stimuli: np.ndarray, targets: np.ndarray, *,
-                 brain: np.ndarray | None = None, scored: bool = True) -> _Sequence:
+                 brain: np.ndarray | None = None, scored: bool = True) -> EpisodeSequence:
         """Lay out one episode: cue steps, then per trial its time points; each trial's response
         point is scored unless ``scored=False``."""
         n_trials, n_points = len(stimuli), len(self.time_index)
@@ -233,7 +233,7 @@ class _Layout:
         response[:, -1] = scored
         trial_targets = np.where(response, np.where(np.asarray(targets) == 1, 1.0, -1.0)[:, None], 0.0)
         n_cue = len(cue)
-        sequence = _Sequence(
+        sequence = EpisodeSequence(
             inputs=np.concatenate([cue, trial_inputs.reshape(-1, self.n_inputs)]),
             targets=np.concatenate([np.zeros(n_cue), trial_targets.ravel()]).astype(np.float32),
             scored=np.concatenate([np.zeros(n_cue, bool), response.ravel()]),
@@ -245,9 +245,9 @@ class _Layout:
         return sequence
 
 
-def _join(first: _Sequence, second: _Sequence) -> _Sequence:
+def join_sequences(first: EpisodeSequence, second: EpisodeSequence) -> EpisodeSequence:
     """One sequence: ``first``'s steps, then ``second``'s (brain and pairing kept if both have them)."""
-    joined = _Sequence(*(np.concatenate([getattr(first, name), getattr(second, name)])
+    joined = EpisodeSequence(*(np.concatenate([getattr(first, name), getattr(second, name)])
                          for name in ("inputs", "targets", "scored")))
     if first.brain is not None and second.brain is not None:
         joined.brain = np.concatenate([first.brain, second.brain])
@@ -255,7 +255,7 @@ def _join(first: _Sequence, second: _Sequence) -> _Sequence:
     return joined
 
 
-def _task_data(layout: _Layout, train: list[_Sequence], test: list[_Sequence]) -> TaskData:
+def task_data(layout: SequenceLayout, train: list[EpisodeSequence], test: list[EpisodeSequence]) -> TaskData:
     latent_dim = train[0].brain.shape[-1]
     train_arrays = _pad(train, ("inputs", "targets", "scored", "brain", "paired"))
     test_arrays = _pad(test, ("inputs", "targets", "scored"))
@@ -270,7 +270,7 @@ def _task_data(layout: _Layout, train: list[_Sequence], test: list[_Sequence]) -
     )
 
 
-def _pad(sequences: list[_Sequence], fields: tuple[str, ...]) -> dict[str, np.ndarray]:
+def _pad(sequences: list[EpisodeSequence], fields: tuple[str, ...]) -> dict[str, np.ndarray]:
     lengths = np.array([len(sequence.inputs) for sequence in sequences])
     arrays = {"lengths": lengths}
     for field in fields:
@@ -283,7 +283,7 @@ def _pad(sequences: list[_Sequence], fields: tuple[str, ...]) -> dict[str, np.nd
 
 
 def _check_session(session: xr.Dataset, variables: tuple[str, ...]) -> None:
-    where = _where(session)
+    where = session_label(session)
     if not isinstance(session, xr.Dataset) or "embedding" not in session:
         raise TrainingError("the session has no 'embedding' variable", file=where, field="embedding",
                             fix="pass a derivative made by b2m_neuro.embed / Derivative.create")
@@ -305,7 +305,7 @@ def _check_session(session: xr.Dataset, variables: tuple[str, ...]) -> None:
                                 fix="drop trials with missing task variables before embedding")
 
 
-def _values(session: xr.Dataset, name: str) -> np.ndarray:
+def variable_values(session: xr.Dataset, name: str) -> np.ndarray:
     values = session[name].to_numpy()
     if values.dtype.kind == "f" and np.all(values == np.round(values)):
         values = values.astype(np.int64)
@@ -314,11 +314,11 @@ def _values(session: xr.Dataset, name: str) -> np.ndarray:
     return values
 
 
-def _trial_table(session: xr.Dataset, variables: tuple[str, ...]) -> pd.DataFrame:
-    return pd.DataFrame({name: _values(session, name) for name in dict.fromkeys(variables)})
+def trial_table(session: xr.Dataset, variables: tuple[str, ...]) -> pd.DataFrame:
+    return pd.DataFrame({name: variable_values(session, name) for name in dict.fromkeys(variables)})
 
 
-def _where(session: xr.Dataset) -> str:
+def session_label(session: xr.Dataset) -> str:
     source = getattr(session, "encoding", {}).get("source")
     if source:
         return str(source)
@@ -356,6 +356,6 @@ def _pairing_mask(pair: str | list[bool], on_screen: np.ndarray, *, where: str) 
     return np.asarray(pair, bool)
 
 
-def _check_positive_int(value: int, field: str) -> None:
+def check_positive_int(value: int, field: str) -> None:
     if int(value) != value or value < 1:
         raise TrainingError(f"{field} must be a positive integer, got {value}", field=field, fix=f"pass {field}=1 or more")

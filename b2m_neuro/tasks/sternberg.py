@@ -32,18 +32,18 @@ import pandas as pd
 import xarray as xr
 
 from b2m_neuro.errors import TrainingError
-from b2m_neuro.tasks.recognition import _Episode, check_recorded, draw_unseen
+from b2m_neuro.tasks.recognition import StudyTestEpisode, check_recorded, draw_unseen
 from b2m_neuro.tasks.sequences import (
     DEFAULT_PAIRING,
+    EpisodeSequence,
+    SequenceLayout,
     TaskData,
     TrialSequenceTask,
-    _check_positive_int,
-    _Layout,
-    _Sequence,
-    _task_data,
-    _trial_table,
-    _values,
-    _where,
+    check_positive_int,
+    session_label,
+    task_data,
+    trial_table,
+    variable_values,
 )
 
 
@@ -78,7 +78,7 @@ class SternbergTask(TrialSequenceTask):
     def __init__(self, *, encoding: Sequence[str] | str = ("encoding_1", "encoding_2", "encoding_3"),
                  probe: str = "probe", no_item: int | str = 0, target: str | None = None, n_test: int = 1000,
                  time_stride: int = 1, pair: str | Sequence[bool] = DEFAULT_PAIRING, test_seed: int = 0) -> None:
-        _check_positive_int(n_test, "n_test")
+        check_positive_int(n_test, "n_test")
         super().__init__(stimulus=probe, target=target, time_stride=time_stride, pair=pair, test_seed=test_seed)
         self.encoding = _names(encoding)
         self.probe = probe
@@ -98,16 +98,16 @@ class SternbergTask(TrialSequenceTask):
         layout = self._check(sessions)
         trials = [trial for session in sessions for trial in self._trials(session, layout)]
         test = draw_unseen(trials, layout.stimuli, self.n_test, seed=self.test_seed, field=self.probe)
-        return _task_data(layout, [_sequence(layout, trial) for trial in trials],
+        return task_data(layout, [_sequence(layout, trial) for trial in trials],
                           [_sequence(layout, trial) for trial in test])
 
     def _stimulus_values(self, session: xr.Dataset) -> set:
-        items = _trial_table(session, self.required_variables).to_numpy().ravel()
+        items = trial_table(session, self.required_variables).to_numpy().ravel()
         return {item for item in items.tolist() if str(item) != str(self.no_item)}
 
-    def _trials(self, session: xr.Dataset, layout: _Layout) -> list[_Episode]:
-        where = _where(session)
-        table = _trial_table(session, self.required_variables)
+    def _trials(self, session: xr.Dataset, layout: SequenceLayout) -> list[StudyTestEpisode]:
+        where = session_label(session)
+        table = trial_table(session, self.required_variables)
         encoded = table[list(self.encoding)]
         filled = encoded.astype(str) != str(self.no_item)
         probes = table[self.probe].to_numpy()
@@ -115,9 +115,9 @@ class SternbergTask(TrialSequenceTask):
         embedding = session["embedding"].transpose("trial", "time", "latent").to_numpy()[:, layout.time_index]
         embedding = embedding.astype(np.float32)
         items, keep = encoded.to_numpy(), filled.to_numpy()
-        trials = [_Episode(items[i][keep[i]], probes[[i]], (embedding[[]], embedding[[i]])) for i in range(len(items))]
+        trials = [StudyTestEpisode(items[i][keep[i]], probes[[i]], (embedding[[]], embedding[[i]])) for i in range(len(items))]
         if self.target is not None:
-            recorded = _values(session, self.target) if self.target in session.variables else None
+            recorded = variable_values(session, self.target) if self.target in session.variables else None
             if recorded is None or session[self.target].dims != ("trial",):
                 raise TrainingError(f"the session has no trial variable {self.target!r} (the recorded in/out label)",
                                     file=where, field=self.target,
@@ -146,7 +146,7 @@ def _names(names: Sequence[str] | str) -> tuple[str, ...]:
     return values
 
 
-def _sequence(layout: _Layout, trial: _Episode) -> _Sequence:
+def _sequence(layout: SequenceLayout, trial: StudyTestEpisode) -> EpisodeSequence:
     """The encoding items as one input step each, then the trial's points, scored in/out at the last."""
     brain = None if trial.brain is None else trial.brain[1]
     return layout.sequence(layout.one_hot(trial.study), trial.test, trial.old.astype(int), brain=brain)
