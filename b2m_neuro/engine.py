@@ -108,7 +108,7 @@ if TYPE_CHECKING:
 
     from b2m_neuro.tasks import TaskData
 
-__all__ = ["TrainConfig", "HISTORY_VARIABLES", "Run", "fit_runs", "plan_groups", "auto_group_size", "StackedAdam", "seeded_generator",
+__all__ = ["TrainConfig", "HISTORY_VARIABLES", "Run", "fit_runs", "plan_groups", "auto_group_size", "StackedAdam", "seeded_generator", "history_dataset",
            "BACKENDS"]
 
 #: ``backend=`` values: "auto", "stacked" (stacked weights, one pass for the group), "nn.GRU" (one nn.GRU call per run).
@@ -491,7 +491,7 @@ def _train_group(runs: Sequence[Run], device: Any, backend: str, progress: bool)
                 if sums[r, 2] > configs[r].divergence_factor * max(status.start_loss[r], 1e-12):
                     status.stop(np.arange(len(runs)) == r)
     model.write_back()
-    return [(_history_dataset(history[r], bool(status.diverged[r])), bool(status.diverged[r])) for r in range(len(runs))]
+    return [(history_dataset(history[r], bool(status.diverged[r])), bool(status.diverged[r])) for r in range(len(runs))]
 
 
 class _Status:
@@ -714,13 +714,14 @@ class _NegativeBank:
         return self.rows[drawn.to(self.rows.device)]
 
 
-def _history_dataset(history: dict, diverged: bool) -> xr.Dataset:
-    """A run's history, ``{variable: (epochs,) values}``, as an ``xarray.Dataset`` over ``epoch`` (1, 2, ...)."""
+def history_dataset(history: dict, diverged: bool, *, descriptions: dict[str, str] = HISTORY_VARIABLES) -> xr.Dataset:
+    """A run's history, ``{variable: (epochs,) values}``, as an ``xarray.Dataset`` over ``epoch`` (1, 2, ...),
+    each variable described from ``descriptions``."""
     import xarray as xr
 
     epochs = len(next(iter(history.values())))
     dataset = xr.Dataset(
-        {name: ("epoch", values, {"description": HISTORY_VARIABLES[name]}) for name, values in history.items()},
+        {name: ("epoch", values, {"description": descriptions[name]}) for name, values in history.items()},
         coords={"epoch": np.arange(1, epochs + 1)},
     )
     dataset["wall_time"].attrs["units"] = "s"

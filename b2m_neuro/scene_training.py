@@ -47,7 +47,7 @@ import xarray as xr
 
 from b2m_neuro._util.progress import track
 from b2m_neuro.controls import apply_control, check_control
-from b2m_neuro.engine import StackedAdam, TrainConfig, seeded_generator
+from b2m_neuro.engine import StackedAdam, TrainConfig, history_dataset, seeded_generator
 from b2m_neuro.errors import TrainingError
 from b2m_neuro.tasks.scenes import SceneData, SceneTask
 from b2m_neuro.train_result import TrainResult, run_versions, torch_device
@@ -310,7 +310,8 @@ def _train_group(runs: Sequence[SceneRun], device: Any, autocast: bool, progress
             if record["total_loss"][epoch] > configs[r].divergence_factor * max(start_loss[r], 1e-12):
                 active[r], diverged[r] = False, True
     model.write_back()
-    return [(_history_dataset(history[r], bool(diverged[r])), bool(diverged[r])) for r in range(len(runs))]
+    return [(history_dataset(history[r], bool(diverged[r]), descriptions=SCENE_HISTORY_VARIABLES), bool(diverged[r]))
+            for r in range(len(runs))]
 
 
 def _losses(images, reconstruction, mu, log_sigma, frame_mu, frame_brain):
@@ -354,17 +355,6 @@ def _as_float(images):
     import torch
 
     return images.to(torch.float32) / 255.0
-
-
-def _history_dataset(history: dict, diverged: bool) -> xr.Dataset:
-    epochs = len(next(iter(history.values())))
-    dataset = xr.Dataset(
-        {name: ("epoch", values, {"description": SCENE_HISTORY_VARIABLES[name]}) for name, values in history.items()},
-        coords={"epoch": np.arange(1, epochs + 1)},
-    )
-    dataset["wall_time"].attrs["units"] = "s"
-    dataset.attrs["diverged"] = int(diverged)
-    return dataset
 
 
 def _content_key(array: np.ndarray) -> tuple:
