@@ -7,7 +7,9 @@ one scored response per trial, every trial point paired with a 7-dimensional bra
 contrastive transfer loss at alpha 0.05.
 
 - baseline: the single-run loop the package ran before the engine existed (``nn.GRU`` with
-  autograd, ``torch.optim.Adam``), one run after another, measured in this process;
+  autograd, ``torch.optim.Adam``), one run after another, measured in this process; after each
+  epoch it records what the engine records: test loss and accuracy, and the linear CKA and RSA of
+  the aligned layer vs the brain embedding over the training sequences;
 - engine: :func:`b2m_neuro.engine.fit_runs` on R runs at once (automatic group size, backend
   "auto"), for R = 1, 4, 16, 64 (``--quick``: 1, 4, 16).
 
@@ -33,6 +35,7 @@ import torch
 from b2m_neuro.engine import Run, TrainConfig, auto_group_size, fit_runs
 from b2m_neuro.models import get_model
 from b2m_neuro.models.aligned import AlignedModel
+from b2m_neuro.stats import linear_cka, rsa_similarity
 from b2m_neuro.tasks import TaskData
 from b2m_neuro.transfer import transfer_loss
 
@@ -81,7 +84,8 @@ def config(seed: int) -> TrainConfig:
 
 def baseline_epoch(data: TaskData, model: AlignedModel, cfg: TrainConfig, device: str = "cpu") -> None:
     """One epoch of the pre-engine single-run loop: nn.GRU (cuDNN on CUDA) + autograd + torch.optim.Adam,
-    then evaluation, on ``device`` (where ``model`` is)."""
+    then the engine's per-epoch measurements (test loss and accuracy, alignment), on ``device`` (where
+    ``model`` is)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     arrays = {name: torch.as_tensor(getattr(data, f"train_{name}"), device=device)
               for name in ("inputs", "targets", "scored", "brain", "paired")}
@@ -106,6 +110,16 @@ def baseline_epoch(data: TaskData, model: AlignedModel, cfg: TrainConfig, device
             scored = torch.as_tensor(data.test_scored[rows, :steps], device=device)
             targets = torch.as_tensor(data.test_targets[rows, :steps], device=device)
             float(((outputs[scored] - targets[scored]) ** 2).sum())
+        layer, brain = [], []
+        for start in range(0, len(data.train_lengths), 256):
+            rows = slice(start, start + 256)
+            steps = int(data.train_lengths[rows].max())
+            embedding = model(arrays["inputs"][rows, :steps])[1]
+            paired = arrays["paired"][rows, :steps]
+            layer.append(embedding[paired].cpu().numpy())
+            brain.append(arrays["brain"][rows, :steps][paired].cpu().numpy())
+        layer, brain = np.concatenate(layer), np.concatenate(brain)
+        linear_cka(layer, brain), rsa_similarity(layer, brain)
 
 
 def rates(work, n_runs: int, device: str = "cpu") -> tuple[float, float]:

@@ -25,7 +25,7 @@ def run_by_run(gru_of_run, inputs, lengths):
 # --- stacked_gru -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("lengths", [None, [6, 2, 4], [1, 6, 3]])
+@pytest.mark.parametrize("lengths", [None, [6, 2, 4], [1, 6, 3], [3, 2, 4]])  # the last: every run ends early
 def test_stacked_gru_matches_the_reference_gru_outputs_and_gradients(lengths):
     torch.manual_seed(0)
     grus = [torch.nn.GRU(4, 5, batch_first=True) for _ in range(3)]

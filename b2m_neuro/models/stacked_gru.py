@@ -95,7 +95,8 @@ class _StackedGRUFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_output):
         inputs, w_ih, w_hh, hidden, n, gates = ctx.saved_tensors
-        grads = _gru_backward(grad_output[ctx.order], inputs, w_ih, w_hh, hidden, n, gates, active=ctx.active,
+        grad_h = grad_output.permute(2, 0, 1, 3).index_select(1, ctx.order).contiguous()  # time-major, one copy
+        grads = _gru_backward(grad_h, inputs, w_ih, w_hh, hidden, n, gates, active=ctx.active,
                               input_grad=ctx.needs_input_grad[0])
         return *(None if grad is None else grad[ctx.restore] for grad in grads), None
 
@@ -227,27 +228,30 @@ def _input_projections(inputs, w_ih, b_ih, b_hh):
 
 
 @_collector_paused
-def _gru_backward(grad_output, inputs, w_ih, w_hh, hidden, n, gates, *, active: list[int], input_grad: bool):
+def _gru_backward(grad_h, inputs, w_ih, w_hh, hidden, n, gates, *, active: list[int], input_grad: bool):
     """Backward through time carrying only ``dL/dh``; weight gradients by one matmul over all steps.
 
-    ``w_hh (R, 3H, H)`` contiguous (the layout that reads fastest for ``dgh @ W_hh``); the step
-    loop, like the forward's, writes into preallocated buffers only.
+    ``grad_h (T, R, B, H)``: the gradient of the outputs, time-major and contiguous; it is completed
+    in place to ``dL/dh_t``. ``w_hh (R, 3H, H)`` contiguous (the layout that reads fastest for
+    ``dgh @ W_hh``); the step loop, like the forward's, writes into preallocated buffers only.
     """
-    runs, size = w_hh.shape[0], w_hh.shape[2]
-    steps, batch = gates.shape[0], gates.shape[2]
+    size = w_hh.shape[2]
+    steps = gates.shape[0]
     r, z, gh_n = gates[..., :size], gates[..., size:2 * size], gates[..., 2 * size:]
     previous = hidden[:-1]
-    # dL/dh_t times these factors gives the gradients of the gate pre-activations (all forward-only)
-    to_n = (1 - z) * (1 - n * n)                          # -> d(W_in x + b_in + r * (W_hn h + b_hn))
-    factors = torch.cat([to_n * gh_n * r * (1 - r),                 # -> d(r pre-activation)
-                         (previous - n) * z * (1 - z),              # -> d(z pre-activation)
-                         to_n * r], dim=-1)                         # -> d(W_hn h + b_hn)
-    # dL/dh_t (T, R, B, H), completed from the last step; steps a run did not compute get none
-    grad_h = grad_output.permute(2, 0, 1, 3).contiguous()
-    for t in np.flatnonzero(np.diff(active)) + 1:
-        grad_h[t:, active[t]:] = 0
+    # dL/dh_t times these factors gives the gradients of the gate pre-activations (all forward-only), by
+    # gate: d(r pre-activation) | d(z pre-activation) | d(W_hn h + b_hn)
+    to_n = (1 - z).mul_(1 - n * n)  # -> d(W_in x + b_in + r * (W_hn h + b_hn))
+    factors = torch.empty_like(gates)
+    factor_r, factor_z, factor_n = factors[..., :size], factors[..., size:2 * size], factors[..., 2 * size:]
+    torch.mul(to_n, r, out=factor_n)
+    torch.mul(factor_n, gh_n, out=factor_r).mul_(1 - r)
+    torch.sub(previous, n, out=factor_z).mul_(z).mul_(1 - z)
+    changes = [0, *(np.flatnonzero(np.diff(active)) + 1).tolist(), steps]
+    for start, stop in zip(changes[:-1], changes[1:]):  # steps a run did not compute get no gradient
+        grad_h[start:stop, active[start]:] = 0
     grad_gh = torch.zeros_like(gates)
-    by_gate = (steps, runs, batch, 3, size)
+    by_gate = (*gates.shape[:3], 3, size)
     for start, stop, k in reversed(_segments(active, 0, steps)):
         # dgh_t = factors_t * dh_t (per gate); dh_(t-1) += dh_t * z_t + dgh_t @ W_hh
         grad_h_at = grad_h[max(start - 1, 0):stop, :k].unbind(0)  # steps start - 1 (if any) .. stop - 1
@@ -260,11 +264,12 @@ def _gru_backward(grad_output, inputs, w_ih, w_hh, hidden, n, gates, *, active: 
             torch.mul(factor, grad_h_by_gate, out=grad_by_gate)
             if grad_h_before is not None:
                 grad_h_before.addcmul_(grad_h_t, z_t).baddbmm_(grad_gates, weights)
-    grad_gi = torch.cat([grad_gh[..., : 2 * size], grad_h * to_n], dim=-1)
-    time_major_inputs = inputs.transpose(1, 2).transpose(0, 1)  # (T, R, B, I)
     grad_w_hh = torch.einsum("trbg,trbh->rgh", grad_gh, previous)
-    grad_w_ih = torch.einsum("trbi,trbg->rgi", time_major_inputs, grad_gi)  # this order: 10x faster for few inputs
     grad_b_hh = grad_gh.sum((0, 2))
+    grad_gi = grad_gh  # from here on: its last H columns become d(W_in x + b_in)
+    torch.mul(grad_h, to_n, out=grad_gi[..., 2 * size:])
+    time_major_inputs = inputs.transpose(1, 2).transpose(0, 1)  # (T, R, B, I)
+    grad_w_ih = torch.einsum("trbi,trbg->rgi", time_major_inputs, grad_gi)  # this order: 10x faster for few inputs
     grad_b_ih = grad_gi.sum((0, 2))
     grad_inputs = torch.einsum("trbg,rgi->rbti", grad_gi, w_ih) if input_grad else None
     return grad_inputs, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
