@@ -56,8 +56,10 @@ def test_vae_benchmark_runs_at_small_size_on_the_cpu(capsys, monkeypatch):
 def test_cebra_benchmark_compares_both_label_searches_at_small_size(capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     bench_cebra = importlib.import_module("bench_cebra")
-    bench_cebra.main(["--sessions", "2", "--trials", "20", "--steps", "5", "--curve", "3", "--batch-size", "32"])
+    bench_cebra.main(["--sessions", "2", "--trials", "20", "--steps", "5", "--curve", "3", "--batch-size", "32",
+                     "--learning-rate", "1e-3"])
     printed = capsys.readouterr().out
+    assert "batch 32, learning rate 0.001;" in printed
     for search in ("distinct", "cebra"):
         assert re.search(rf"^\s+{search}\s+5\s+[\d.]+\s+[\d.]+ \| consistency", printed, re.MULTILINE), search
     assert "largest difference between the two embeddings: 0\n" in printed  # the same training, step for step

@@ -1,3 +1,4 @@
+import inspect
 import json
 
 import pytest
@@ -22,8 +23,8 @@ def embedded(dandiset):
     root, _ = dandiset
     out = root.parent / "derivatives" / "b2m-cebra"
     code = main(["embed", str(root), "--spec", "paper", "--method", "cebra", "--out", str(out), "--dim", "3",
-                 "--iterations", "10", "--batch-size", "64", "--device", "cpu", "--threads", "1",
-                 "--quiet"])  # fmt: skip
+                 "--iterations", "10", "--batch-size", "64", "--learning-rate", "1e-3", "--device", "cpu",
+                 "--threads", "1", "--quiet"])  # fmt: skip
     return code, out
 
 
@@ -35,6 +36,7 @@ def test_embed_writes_a_checked_derivative_and_quality_report(embedded, dandiset
     assert (derivative.method, derivative.kind, derivative.latent_dim, len(derivative)) == ("cebra", "trials", 3, 2)
     assert derivative.load(derivative.session_keys[0])["embedding"].shape == (30, 200, 3)
     assert derivative.params["spec"] == "paper" and derivative.params["max_iterations"] == 10
+    assert (derivative.params["batch_size"], derivative.params["learning_rate"]) == (64, 1e-3)
     sources = derivative.description["SourceDatasets"]
     assert [s["sha256"] for s in sources] == [sha256(path) for path in files]
     figure = out.with_name("b2m-cebra_quality.png")
@@ -107,3 +109,14 @@ def test_validate_refuses_a_tampered_derivative(embedded, tmp_path, capsys):
     assert main(["validate", str(copy)]) == 2
     err = capsys.readouterr().err
     assert str(nc) in err and "SHA-256 mismatch" in err and "re-create the derivative with b2m-neuro embed" in err
+
+
+def test_embed_command_defaults_are_those_of_embed():
+    from b2m_neuro import embed
+    from b2m_neuro.cli import build_parser
+
+    defaults = vars(build_parser().parse_args(["embed", "x", "--out", "y"]))
+    signature = inspect.signature(embed).parameters
+    for option, parameter in [("iterations", "max_iterations"), ("batch_size", "batch_size"),
+                              ("learning_rate", "learning_rate"), ("dim", "output_dimension"), ("seed", "seed")]:
+        assert defaults[option] == signature[parameter].default, option

@@ -22,6 +22,7 @@ def register(cli) -> None:
                        help="standardize each unit before PCA / CEBRA (constant units become 0)")  # fmt: skip
     embed.add_argument("--iterations", type=int, default=15000, help="CEBRA training steps (default 15000)")
     embed.add_argument("--batch-size", type=int, default=512, help="CEBRA batch size (default 512)")
+    embed.add_argument("--learning-rate", type=float, default=3e-4, help="CEBRA learning rate (default 3e-4)")
     embed.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     embed.add_argument("--threads", type=int, default=None,
                        help="CPU threads while embedding (default: the libraries' own; 1 is fastest for small data)")
@@ -90,6 +91,7 @@ def _embed(args: argparse.Namespace) -> None:
         zscore=args.zscore,
         max_iterations=args.iterations,
         batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
         device=args.device,
         threads=args.threads,
         seed=args.seed,
