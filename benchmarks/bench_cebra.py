@@ -11,7 +11,8 @@ time bins per trial), embedded by multi-session CEBRA with the reference setting
   distinct labels only and returns the same sample.
 
 Both train ``--steps`` steps from the same seed; the script prints their wall time and steps per
-second, the largest difference between their embeddings, and for each the teacher's quality
+second, the largest difference between their embeddings, and for each CEBRA's final training loss
+(``attrs["embedding_loss"]``, the mean over the last 100 steps) and the teacher's quality
 (:func:`b2m_neuro.embedding.quality.teacher_quality`): cross-session consistency and how well the hidden goal
 decodes (balanced accuracy, chance 0.5) before and after the stimulus and from the whole trial.
 Then the fast path alone at the ``--curve`` step counts, to show where the quality levels off.
@@ -63,8 +64,8 @@ def quality_line(embedded: list, permutations: int) -> str:
     """Mean consistency and the goal's decoding scores (mean over sessions), as printed."""
     report = teacher_quality(embedded, variables=["goal"], permutations=permutations)
     table = report.table().set_index("window")["score"]
-    return (f"consistency {report.mean_consistency:6.3f} | goal pre {table['pre']:.3f}  post {table['post']:.3f}  "
-            f"trial {table['trial']:.3f}")
+    return (f"loss {embedded[0].attrs['embedding_loss']:.3f} | consistency {report.mean_consistency:6.3f} | "
+            f"goal pre {table['pre']:.3f}  post {table['post']:.3f}  trial {table['trial']:.3f}")
 
 
 def main(argv: list[str] | None = None) -> None:

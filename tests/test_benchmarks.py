@@ -61,6 +61,6 @@ def test_cebra_benchmark_compares_both_label_searches_at_small_size(capsys, monk
     printed = capsys.readouterr().out
     assert "batch 32, learning rate 0.001;" in printed
     for search in ("distinct", "cebra"):
-        assert re.search(rf"^\s+{search}\s+5\s+[\d.]+\s+[\d.]+ \| consistency", printed, re.MULTILINE), search
+        assert re.search(rf"^\s+{search}\s+5\s+[\d.]+\s+[\d.]+ \| loss [\d.]+ \| consistency", printed, re.MULTILINE), search
     assert "largest difference between the two embeddings: 0\n" in printed  # the same training, step for step
     assert re.search(r"^\s+distinct\s+3\s", printed, re.MULTILINE)

@@ -107,6 +107,17 @@ def test_multi_session_cebra_round_trips_through_a_derivative(tmp_path):
     assert derivative.session_keys == ["sub-A_ses-1_task-memory", "sub-B_ses-1_task-memory"]
     np.testing.assert_allclose(derivative.load(derivative.session_keys[1])["embedding"].values,
                                out[1]["embedding"].values)  # fmt: skip
+    assert derivative.load(derivative.session_keys[0]).attrs["embedding_loss"] == out[0].attrs["embedding_loss"]
+
+
+def test_cebra_records_its_final_training_loss():
+    sessions = [spike_session("A", 8), spike_session("B", 11, seed=1)]
+    options = dict(method="cebra", output_dimension=3, batch_size=64, device="cpu", threads=1, progress=False)
+    short, long = (embed(sessions, max_iterations=steps, **options) for steps in (3, 150))
+    losses = [ds.attrs["embedding_loss"] for ds in short + long]
+    assert len(set(losses[:2])) == 1 and len(set(losses[2:])) == 1  # one loss for the sessions trained together
+    assert np.isfinite(losses).all() and losses[2] < losses[0] - 0.05  # the mean over the last 100 of 150 steps
+    assert "embedding_loss" not in embed(sessions, method="pca", output_dimension=3)[0].attrs
 
 
 def test_distinct_label_search_finds_the_sample_cebras_own_search_finds():
@@ -135,6 +146,7 @@ def test_cebra_trains_the_same_with_the_distinct_label_search():
     for ours, theirs in zip(fast, slow):
         np.testing.assert_array_equal(ours["embedding"].values, theirs["embedding"].values)
         assert ours.attrs["embedding_params"] == theirs.attrs["embedding_params"]
+        assert ours.attrs["embedding_loss"] == theirs.attrs["embedding_loss"]
     with pytest.raises(EmbeddingError, match="unknown label_search") as info:
         embed(sessions, **options, label_search="faiss")
     assert info.value.field == "label_search"

@@ -23,6 +23,8 @@ from b2m_neuro.errors import EmbeddingError
 __all__ = ["embed", "METHODS", "INPUT_DIMS", "LABEL_SEARCHES"]
 
 METHODS = ("cebra", "pca", "identity")
+#: Steps at the end of CEBRA's training whose mean loss is recorded (``attrs["embedding_loss"]``).
+LOSS_STEPS = 100
 #: ``label_search=`` values: "distinct" (the distinct label values only; the same positives) or "cebra" (every sample).
 LABEL_SEARCHES = ("distinct", "cebra")
 # input dims -> (kind of derivative, name of the feature dim)
@@ -106,7 +108,9 @@ min_temperature, distance, conditional
     list of xarray.Dataset
         Per session: ``embedding`` (float32), the input's task coordinates as data variables,
         attrs ``subject``, ``session``, ``task``, ``source_file``, ``source_sha256``, ``method``
-        and ``embedding_params`` (a dict of every parameter, for ``Derivative.create``).
+        and ``embedding_params`` (a dict of every parameter, for ``Derivative.create``); for
+        CEBRA also ``embedding_loss``, its training loss at the end (mean over the last
+        :data:`LOSS_STEPS` steps), to compare step counts and settings.
 
     Raises
     ------
@@ -165,10 +169,11 @@ min_temperature, distance, conditional
                 "seed": seed,
             }
             labels = [_auxiliary_label(session, kind) for session in sessions]
-            latents = _cebra(matrices, labels, params=params, threads=threads, progress=progress,
-                             label_search=label_search)
+            latents, loss = _cebra(matrices, labels, params=params, threads=threads, progress=progress,
+                                   label_search=label_search)
     return [
-        _as_dataset(session, latent, kind=kind, feature_dim=feature_dim, method=method, params=params, task=task)
+        _as_dataset(session, latent, kind=kind, feature_dim=feature_dim, method=method, params=params, task=task,
+                    loss=loss if method == "cebra" else None)
         for session, latent in zip(sessions, latents)
     ]
 
@@ -276,7 +281,8 @@ def _pca(matrices: list[np.ndarray], *, output_dimension: int, seed: int, thread
 def _cebra(
     matrices: list[np.ndarray], labels: list[np.ndarray], *, params: dict[str, Any], threads: int | None,
     progress: bool, label_search: str = "distinct",
-) -> list[np.ndarray]:
+) -> tuple[list[np.ndarray], float]:
+    """Per session, CEBRA's embedding of its samples; and the final training loss (:func:`_final_loss`)."""
     import cebra
     import torch
 
@@ -300,7 +306,13 @@ def _cebra(
                 fix="check the CEBRA options; each session needs at least as many samples as the model's "
                 "receptive field",
             ) from error
-        return [model.transform(x, session_id=i if multi else None) for i, x in enumerate(matrices)]
+        latents = [model.transform(x, session_id=i if multi else None) for i, x in enumerate(matrices)]
+    return latents, _final_loss(model.state_dict_["loss"].numpy())
+
+
+def _final_loss(losses: np.ndarray) -> float:
+    """CEBRA's training loss at the end: the mean over the last :data:`LOSS_STEPS` steps (fewer if trained less)."""
+    return float(np.mean(losses[-LOSS_STEPS:]))
 
 
 @contextmanager
@@ -365,6 +377,7 @@ def _as_dataset(
     method: str,
     params: dict[str, Any],
     task: str | None,
+    loss: float | None = None,
 ) -> xr.Dataset:
     row_dims = session.dims[:-1]
     shape = tuple(session.sizes[d] for d in row_dims) + (latent.shape[-1],)
@@ -383,6 +396,8 @@ def _as_dataset(
     attrs["task"] = task or attrs.get("task") or ("memory" if kind == "trials" else "driving")
     attrs.setdefault("session", "")
     attrs.update(method=method, embedding_params=params)
+    if loss is not None:
+        attrs["embedding_loss"] = loss
     dataset = xr.Dataset({"embedding": embedding, **variables}, coords=coords, attrs=attrs)
     dataset["embedding"].attrs = {
         "long_name": f"{method} brain embedding",
