@@ -154,14 +154,16 @@ def test_a_small_student_learns_sternberg_above_chance():
     torch.set_num_threads(1)
     # loads 2 and 3 (with 12 pictures every load-1 trial whose probe is in would be a training trial)
     sessions = sternberg_sessions(1, 200, loads=(2, 3))
-    result = train(sessions, task="sternberg", alpha=0.0, epochs=15, lr=2e-2, batch_size=4, hidden_size=64,
-                   dropout=0.0, n_test=300, progress=False)
+    accuracies = [train(sessions, task="sternberg", alpha=0.0, epochs=15, lr=2e-2, batch_size=4, hidden_size=64,
+                        dropout=0.0, n_test=300, seed=seed, progress=False).final_test_accuracy for seed in range(3)]
     data = SternbergTask(n_test=300).prepare(sessions)
     in_share = (data.test_targets[data.test_scored] == 1).mean()
     chance = max(in_share, 1 - in_share)
-    print(f"sternberg: test accuracy {result.final_test_accuracy:.3f}, majority-class chance {chance:.3f}")
-    # 300 probes: chance plus 0.08 is over three standard errors away (measured: 0.710 vs 0.560)
-    assert result.final_test_accuracy > chance + 0.08
+    print(f"sternberg: test accuracies {np.round(accuracies, 3)}, majority-class chance {chance:.3f}")
+    # one seed's final accuracy moves by several points with the rounding of the training (0.710 and
+    # 0.637 for seed 0 with two equivalent backward passes); pooled over 3 seeds x 300 probes, chance
+    # plus 0.05 is three standard errors away (measured: 0.637, 0.627, 0.620 vs 0.560)
+    assert np.mean(accuracies) > chance + 0.05
 
 
 @pytest.mark.parametrize("dataset", ["000469", "000673"])  # 000673's preset maps PicIDs_Encoding1 ... to these names
