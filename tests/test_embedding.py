@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -157,6 +159,7 @@ def test_cebra_progress_is_one_bar_of_the_package_not_cebras_per_step_lines(capf
           threads=1, progress=True)
     err = capfd.readouterr().err
     assert "training CEBRA" in err and "100%" in err and err.count("training CEBRA") == 1
+    assert re.search(r"training CEBRA \(loss \d+\.\d{3}\)", err)  # the loss so far, after the description
     assert "it/s" not in err and err.count("\r") < 5  # no tqdm updates (CEBRA's bar is off)
     embed([eeg_session("01")], method="cebra", output_dimension=2, max_iterations=5, batch_size=64, device="cpu",
           threads=1, progress=False)

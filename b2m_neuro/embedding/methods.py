@@ -298,7 +298,8 @@ def _cebra(
             progress_bar(description="training CEBRA", total=steps, progress=progress) as update:
         try:
             model.fit(matrices if multi else matrices[0], labels if multi else labels[0],
-                      callback=lambda done, solver: update(done), callback_frequency=max(1, steps // 100))
+                      callback=lambda done, solver: update(done, _loss_status(solver)),
+                      callback_frequency=max(1, steps // 100))
         except (ValueError, RuntimeError, TypeError) as error:
             raise EmbeddingError(
                 f"CEBRA could not be trained ({error})",
@@ -308,6 +309,12 @@ def _cebra(
             ) from error
         latents = [model.transform(x, session_id=i if multi else None) for i, x in enumerate(matrices)]
     return latents, _final_loss(model.state_dict_["loss"].numpy())
+
+
+def _loss_status(solver: Any) -> str:
+    """The progress bar's status: the mean loss of the solver's last :data:`LOSS_STEPS` steps so far."""
+    losses = solver.history
+    return f"loss {np.mean(losses[-LOSS_STEPS:]):.3f}" if losses else ""
 
 
 def _final_loss(losses: np.ndarray) -> float:
