@@ -134,6 +134,7 @@ min_temperature, distance, conditional
             f"unknown embedding method {method!r}", field="method", fix=f"use one of {', '.join(METHODS)}"
         )
     matrices = [_as_samples(session, feature_dim) for session in sessions]
+    loss = None  # CEBRA's final training loss
     if method == "identity":
         _check_equal_features(sessions, feature_dim)
         if zscore:
@@ -173,7 +174,7 @@ min_temperature, distance, conditional
                                    label_search=label_search)
     return [
         _as_dataset(session, latent, kind=kind, feature_dim=feature_dim, method=method, params=params, task=task,
-                    loss=loss if method == "cebra" else None)
+                    loss=loss)
         for session, latent in zip(sessions, latents)
     ]
 
@@ -282,7 +283,7 @@ def _cebra(
     matrices: list[np.ndarray], labels: list[np.ndarray], *, params: dict[str, Any], threads: int | None,
     progress: bool, label_search: str = "distinct",
 ) -> tuple[list[np.ndarray], float]:
-    """Per session, CEBRA's embedding of its samples; and the final training loss (:func:`_final_loss`)."""
+    """Per session, CEBRA's embedding of its samples; and the final training loss (:func:`_recent_loss`)."""
     import cebra
     import torch
 
@@ -308,18 +309,17 @@ def _cebra(
                 "receptive field",
             ) from error
         latents = [model.transform(x, session_id=i if multi else None) for i, x in enumerate(matrices)]
-    return latents, _final_loss(model.state_dict_["loss"].numpy())
+    return latents, _recent_loss(model.state_dict_["loss"].numpy())
 
 
 def _loss_status(solver: Any) -> str:
-    """The progress bar's status: the mean loss of the solver's last :data:`LOSS_STEPS` steps so far."""
-    losses = solver.history
-    return f"loss {np.mean(losses[-LOSS_STEPS:]):.3f}" if losses else ""
+    """The progress bar's status during CEBRA's training: the loss of its recent steps."""
+    return f"loss {_recent_loss(solver.history):.3f}" if solver.history else ""
 
 
-def _final_loss(losses: np.ndarray) -> float:
-    """CEBRA's training loss at the end: the mean over the last :data:`LOSS_STEPS` steps (fewer if trained less)."""
-    return float(np.mean(losses[-LOSS_STEPS:]))
+def _recent_loss(losses: Sequence[float]) -> float:
+    """The mean of CEBRA's last :data:`LOSS_STEPS` per-step training losses (all, if it trained fewer)."""
+    return float(np.mean(np.asarray(losses)[-LOSS_STEPS:]))
 
 
 @contextmanager
