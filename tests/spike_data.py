@@ -196,6 +196,14 @@ def dandi_units_file(*, duration: float, seed: int, subject: bool = True, **file
     return nwbfile, trains
 
 
+def add_trials(nwbfile, table: pd.DataFrame, *, layout: str) -> None:
+    """The rows of ``table`` (``start_time``, ``stop_time``, then its own columns) as the file's trials."""
+    for column in table.columns[2:]:
+        nwbfile.add_trial_column(column, f"{column} ({layout} layout)")
+    for row in table.to_dict("records"):
+        nwbfile.add_trial(**row)
+
+
 def write_nwb(nwbfile, path: Path) -> Path:
     from pynwb import NWBHDF5IO
 
@@ -227,10 +235,7 @@ def write_dandi_000004(path: Path, *, n_study: int = 6, n_test: int = 8, seed: i
         "response_time": onsets + 1.5 + rng.uniform(0.3, 1.2, n),
     })
     nwbfile, trains = dandi_units_file(duration=onsets[-1] + 5.0, seed=seed)
-    for column in table.columns[2:]:
-        nwbfile.add_trial_column(column, f"{column} (DANDI:000004 layout)")
-    for row in table.to_dict("records"):
-        nwbfile.add_trial(**row)
+    add_trials(nwbfile, table, layout="DANDI:000004")
     write_nwb(nwbfile, path)
     return table, trains
 
@@ -318,9 +323,6 @@ def write_sternberg(path: Path, dataset: str, *, n_trials: int = 9, seed: int = 
         "timestamps_Maintenance": maintenance, "timestamps_Probe": probe_time, "timestamps_Response": response,
     })
     nwbfile, trains = dandi_units_file(duration=table["stop_time"].max() + 2.0, seed=seed)
-    for column in table.columns[2:]:
-        nwbfile.add_trial_column(column, f"{column} (DANDI:{dataset} layout)")
-    for row in table.to_dict("records"):
-        nwbfile.add_trial(**row)
+    add_trials(nwbfile, table, layout=f"DANDI:{dataset}")
     write_nwb(nwbfile, path)
     return table, trains

@@ -53,6 +53,14 @@ def write(tmp_path, text, name="spec.toml"):
     return path
 
 
+def assert_refused(path, field, words):
+    """Reading the spec at ``path`` fails with an AdapterError naming ``field``, the file and ``words``."""
+    with pytest.raises(AdapterError) as info:
+        TeacherSpec.from_toml(path)
+    assert info.value.field == field, str(info.value)
+    assert words in str(info.value) and str(path) in str(info.value)
+
+
 def test_paper_preset_is_the_reference_preprocessing():
     spec = TeacherSpec.preset("paper")
     assert (spec.intervals, spec.align, spec.time_unit) == ("trials", "stimulus_onset", "s")
@@ -168,11 +176,7 @@ def test_unknown_keys_are_named(tmp_path, text, field):
     ],
 )
 def test_invalid_values_name_the_field(tmp_path, text, field, words):
-    path = write(tmp_path, text)
-    with pytest.raises(AdapterError) as info:
-        TeacherSpec.from_toml(path)
-    assert info.value.field == field, str(info.value)
-    assert words in str(info.value) and str(path) in str(info.value)
+    assert_refused(write(tmp_path, text), field, words)
 
 
 def test_missing_or_broken_toml_and_unknown_preset(tmp_path):
@@ -366,11 +370,7 @@ BASE = 'align = "a"\n[post]\nstart = 0\nstop = 1\nbin_width = 0.1\n'
     ],
 )
 def test_invalid_experiment_keys_name_the_field(tmp_path, text, field, words):
-    path = write(tmp_path, text)
-    with pytest.raises(AdapterError) as info:
-        TeacherSpec.from_toml(path)
-    assert info.value.field == field, str(info.value)
-    assert words in str(info.value) and str(path) in str(info.value)
+    assert_refused(write(tmp_path, text), field, words)
 
 
 DANDI_PRESETS = ("dandi000004", "dandi000207", "dandi000469", "dandi000673")
