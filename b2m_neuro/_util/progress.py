@@ -21,8 +21,7 @@ def track(items: Iterable[T], *, description: str, total: int | None = None, pro
 
 
 @contextlib.contextmanager
-def progress_bar(*, description: str, total: int,
-                 progress: bool = True) -> Iterator[Callable[..., None]]:
+def progress_bar(*, description: str, total: int, progress: bool = True) -> Iterator[Callable[..., None]]:
     """A rich progress bar on stderr moved by the function it yields (``update(done, status="")``:
     steps done so far, and a short status shown after the description, such as the current loss),
     for work that reports its own progress through a callback; a no-op when ``progress`` is False.
