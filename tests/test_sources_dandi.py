@@ -64,8 +64,12 @@ def test_fetch_downloads_checks_and_records_then_transfers_nothing_again(archive
     sent = archive.blob_bytes_sent
     assert sent == local.stat().st_size
 
+    asked = len(archive.requests)
     again = fetch("dandi:000004", include="sub-P2/*.nwb", server=archive.api_url, cache=tmp_path, progress=False)
     assert again.files == fetched.files and archive.blob_bytes_sent == sent  # nothing transferred
+    per_asset = [path for path in archive.requests[asked:] if "/assets/" in path and not path.endswith("/assets/")]
+    assert len(per_asset) == 1 and not per_asset[0].endswith("/download/")  # its metadata, once
+    assert fetched.files[0].url.startswith(f"{archive.url}/blobs/")  # the blob, as the archive lists it
 
     both = fetch(f"dandi:000004@{VERSION}", server=archive.api_url, cache=tmp_path, progress=False)
     assert [f.path for f in both] == [LARGE_PATH, SMALL_PATH]

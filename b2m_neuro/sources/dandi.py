@@ -38,11 +38,13 @@ def fetch_dandi(dandiset_id: str, version: str | None, *, patterns: Sequence[str
         dandiset = _dandiset(client, dandiset_id, version, api_url)
         version = dandiset.version_id
         source = f"dandi:{dandiset_id}@{version}"
-        assets = [a for a in dandiset.get_assets() if selected(a.path, patterns, **entities)]
+        every = list(dandiset.get_assets())
+        assets = [a for a in every if selected(a.path, patterns, **entities)]
         if not assets:
+            some = ", ".join(a.path for a in every[:5]) or "(the version has no assets)"
             raise SourceError(f"no asset of {source} matches the selection", file=api_url, field="include",
-                              fix=f"choose other include globs or filters; some paths: {_some_paths(dandiset)}")
-        files = [_source_file(asset, source) for asset in assets]
+                              fix=f"choose other include globs or filters; some paths: {some}")
+        files = [_source_file(asset, source, api_url) for asset in assets]
     if stream:
         return Fetched(source, version, None, files)
     root = cache / "dandi" / _server_folder(api_url) / dandiset_id / version
@@ -52,7 +54,7 @@ def fetch_dandi(dandiset_id: str, version: str | None, *, patterns: Sequence[str
                       progress=progress and bool(missing)) as update:
         done = 0
         for file, asset in missing:
-            _download(asset, root / file.path, api_url)
+            _download(asset, root / file.path)
             manifest.add(file, identity=file.sha256)
             done += file.size
             update(done)
@@ -97,30 +99,23 @@ def _dandiset(client, dandiset_id: str, version: str | None, api_url: str):
     return found.for_version(version)
 
 
-def _some_paths(dandiset, n: int = 5) -> str:
-    paths = []
-    for asset in dandiset.get_assets():
-        paths.append(asset.path)
-        if len(paths) == n:
-            break
-    return ", ".join(paths) or "(the version has no assets)"
+def _source_file(asset, source: str, api_url: str) -> SourceFile:
+    """The asset as a SourceFile, from its metadata alone (one request): the archive's sha256 and the
+    blob URL the archive's download link redirects to (the download link if none is listed)."""
+    metadata = asset.get_raw_metadata()
+    sha = metadata.get("digest", {}).get("dandi:sha2-256", "")
+    blobs = [url for url in metadata.get("contentUrl", []) if not url.startswith(api_url)]
+    return SourceFile(asset.path, asset.size, sha, None, blobs[0] if blobs else asset.download_url, source)
 
 
-def _source_file(asset, source: str) -> SourceFile:
-    digest = asset.get_raw_metadata().get("digest", {})
-    url = asset.get_content_url(follow_redirects=1, strip_query=True)
-    return SourceFile(asset.path, asset.size, digest.get("dandi:sha2-256", ""), None, url, source)
-
-
-def _download(asset, target: Path, api_url: str) -> None:
+def _download(asset, target: Path) -> None:
     """Download one asset to ``target`` with the dandi client; SourceError (and no file) if it fails."""
     from dandi.download import DownloadExisting, DownloadFormat, download
 
-    url = f"{api_url}/dandisets/{asset.dandiset_id}/versions/{asset.version_id}/assets/{asset.identifier}/download/"
     target.parent.mkdir(parents=True, exist_ok=True)
     with _dandi_errors() as errors:
         try:
-            download(url, target.parent, existing=DownloadExisting.OVERWRITE, format=DownloadFormat.DEBUG,
+            download(asset.download_url, target.parent, existing=DownloadExisting.OVERWRITE, format=DownloadFormat.DEBUG,
                      get_metadata=False)
         except RuntimeError:
             pass

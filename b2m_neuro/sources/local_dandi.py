@@ -58,7 +58,7 @@ class Asset:
             "digest": {"dandi:dandi-etag": etag.as_str(),
                        "dandi:sha2-256": hashlib.sha256(self.content).hexdigest()},
             "blobDateModified": _WHEN, "dateModified": _WHEN,
-            "contentUrl": [f"{server_url}/api/assets/{self.asset_id}/download/"],
+            "contentUrl": [f"{server_url}/api/assets/{self.asset_id}/download/", f"{server_url}/blobs/{self.blob_id}"],
         }
 
 
