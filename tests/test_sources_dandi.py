@@ -112,6 +112,14 @@ def test_a_selection_matching_nothing_names_some_paths(archive, tmp_path):
     assert error.value.field == "include"
 
 
+@pytest.mark.parametrize("retries", [0, -1, 1.5])
+def test_retries_below_one_are_refused_before_any_request(archive, tmp_path, retries):
+    asked = len(archive.requests)
+    with pytest.raises(SourceError, match="retries must be") as error:
+        fetch("dandi:000004", server=archive.api_url, cache=tmp_path, retries=retries, progress=False)
+    assert error.value.field == "retries" and len(archive.requests) == asked
+
+
 def test_a_server_that_went_away_is_a_clear_error_after_retries(archive, tmp_path):
     url = archive.api_url
     archive.stop()

@@ -65,7 +65,7 @@ def fetch(
     s3_endpoint
         OpenNeuro: the S3 endpoint holding the ``openneuro.org`` bucket (default AWS).
     retries
-        Attempts to reach the server before giving up (the clients retry transfers themselves).
+        Attempts to reach the server before giving up, at least 1 (the clients retry transfers themselves).
     progress
         Show a progress bar while downloading.
 
@@ -89,6 +89,9 @@ def fetch(
     from b2m_neuro.sources._cache import cache_root
     from b2m_neuro.sources._select import as_patterns
 
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 1:
+        raise SourceError(f"retries must be a whole number >= 1, got {retries!r}", field="retries",
+                          fix="pass retries=1 to try the server once, or more to try again after failures")
     patterns = as_patterns(include)
     entities = {"subject": subject, "session": session, "task": task}
     match = _ARCHIVE.fullmatch(str(source))
