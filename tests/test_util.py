@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from b2m_neuro._util.files import atomic_path, check_writable_target, read_json_object, sha256
+from b2m_neuro._util.files import atomic_path, check_writable_target, digests, read_json_object, sha256
 from b2m_neuro.errors import B2MError, DerivativeError
 
 
@@ -10,6 +10,8 @@ def test_sha256_matches_hashlib(tmp_path):
     path = tmp_path / "x.bin"
     path.write_bytes(b"abc" * 1000)
     assert sha256(path, chunk_size=7) == hashlib.sha256(b"abc" * 1000).hexdigest()
+    assert digests(path, ("md5", "sha256"), chunk_size=7) == {"md5": hashlib.md5(b"abc" * 1000).hexdigest(),
+                                                             "sha256": hashlib.sha256(b"abc" * 1000).hexdigest()}
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):

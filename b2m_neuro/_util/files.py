@@ -16,11 +16,17 @@ from b2m_neuro.errors import B2MError
 
 def sha256(path: str | os.PathLike, *, chunk_size: int = 1 << 20) -> str:
     """Return the hex SHA-256 of a file's content, read in chunks."""
-    digest = hashlib.sha256()
+    return digests(path, ("sha256",), chunk_size=chunk_size)["sha256"]
+
+
+def digests(path: str | os.PathLike, algorithms: tuple[str, ...], *, chunk_size: int = 1 << 20) -> dict[str, str]:
+    """The hex digests (``hashlib`` names, e.g. ``("md5", "sha256")``) of a file's content, read once in chunks."""
+    hashes = {name: hashlib.new(name) for name in algorithms}
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            for digest in hashes.values():
+                digest.update(block)
+    return {name: digest.hexdigest() for name, digest in hashes.items()}
 
 
 def read_json_object(path: Path, *, error: type[B2MError], fix: str) -> dict:

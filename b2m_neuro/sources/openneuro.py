@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from b2m_neuro._util.files import atomic_path, sha256
+from b2m_neuro._util.files import atomic_path, digests
 from b2m_neuro._util.progress import progress_bar
 from b2m_neuro.errors import SourceError
 from b2m_neuro.sources._cache import Manifest
@@ -71,9 +71,8 @@ def fetch_openneuro(dataset: str, tag: str | None, *, patterns: Sequence[str], e
                       progress=progress and bool(missing)) as update:
         done = 0
         for item in missing:
-            _download(item, root / item.path, retries=retries)
-            manifest.add(SourceFile(item.path, item.size, sha256(root / item.path), root / item.path, item.url, source),
-                         identity=item.identity)
+            sha = _download(item, root / item.path, retries=retries)
+            manifest.add(SourceFile(item.path, item.size, sha, root / item.path, item.url, source), identity=item.identity)
             done += item.size
             update(done)
     files = [SourceFile(r.path, r.size, manifest.files[r.path]["sha256"], root / r.path, r.url, source) for r in chosen]
@@ -139,9 +138,9 @@ def _snapshot_listing(dataset: str, tag: str, api: str, tree: str | None) -> lis
     return snapshot["files"]
 
 
-def _download(item: _Remote, target: Path, *, retries: int) -> None:
-    """GET ``item`` into ``target`` (atomically), resuming with Range after a cut; SourceError if the
-    size is still wrong after ``retries`` attempts."""
+def _download(item: _Remote, target: Path, *, retries: int) -> str:
+    """GET ``item`` into ``target`` (atomically), resuming with Range after a cut, and return its
+    sha256; SourceError if the size is still wrong after ``retries`` attempts."""
     import requests
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -159,22 +158,16 @@ def _download(item: _Remote, target: Path, *, retries: int) -> None:
             except requests.RequestException as error:
                 last = error
             if partial.exists() and partial.stat().st_size == item.size:
-                _check_md5(partial, item)
-                return
+                return _checked_sha256(partial, item)
         raise SourceError(f"download failed after {retries} attempts ({last or 'the size differs from the listing'})",
                           file=item.path, field="download", fix="check the network connection and fetch again")
 
 
-def _check_md5(path: Path, item: _Remote) -> None:
-    import hashlib
-
-    if not item.md5:
-        return
-    digest = hashlib.md5()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != item.md5:
-        raise SourceError(f"the downloaded file does not match the bucket's MD5 ({digest.hexdigest()} != {item.md5}); "
+def _checked_sha256(path: Path, item: _Remote) -> str:
+    """The file's sha256, after checking its MD5 against the bucket's (when the bucket has one), in one read."""
+    found = digests(path, ("md5", "sha256"))
+    if item.md5 and found["md5"] != item.md5:
+        raise SourceError(f"the downloaded file does not match the bucket's MD5 ({found['md5']} != {item.md5}); "
                           "it was removed", file=item.path, field="digest",
                           fix="fetch again; if it happens again, tell the OpenNeuro maintainers")
+    return found["sha256"]
