@@ -108,8 +108,8 @@ if TYPE_CHECKING:
 
     from b2m_neuro.tasks import TaskData
 
-__all__ = ["TrainConfig", "HISTORY_VARIABLES", "Run", "fit_runs", "plan_groups", "auto_group_size", "StackedAdam", "seeded_generator", "history_dataset",
-           "BACKENDS"]
+__all__ = ["TrainConfig", "HISTORY_VARIABLES", "Run", "fit_runs", "plan_groups", "auto_group_size", "StackedAdam",
+           "seeded_generator", "history_dataset", "RunStatus", "BACKENDS"]
 
 #: ``backend=`` values: "auto", "stacked" (stacked weights, one pass for the group), "nn.GRU" (one nn.GRU call per run).
 BACKENDS = ("auto", "stacked", "nn.GRU")
@@ -468,7 +468,7 @@ def _train_group(runs: Sequence[Run], device: Any, backend: str, progress: bool)
              for tensors, run in zip(train, runs)]
     epochs = np.array([c.epochs for c in configs])
     history = [{name: np.full(c.epochs, np.nan) for name in HISTORY_VARIABLES} for c in configs]
-    status = _Status(len(runs))
+    status = RunStatus(len(runs))
     start = time.perf_counter()
     description = f"training {len(runs)} runs" if len(runs) > 1 else "training"
     for epoch in track(range(int(epochs.max())), description=description, total=int(epochs.max()), progress=progress):
@@ -494,7 +494,7 @@ def _train_group(runs: Sequence[Run], device: Any, backend: str, progress: bool)
     return [(history_dataset(history[r], bool(status.diverged[r])), bool(status.diverged[r])) for r in range(len(runs))]
 
 
-class _Status:
+class RunStatus:
     """Per run of a group: still training, diverged, and the first batch's loss (the divergence yardstick)."""
 
     def __init__(self, n_runs: int) -> None:
@@ -509,7 +509,7 @@ class _Status:
 
 
 def _train_epoch(model, optimizer: StackedAdam, runs: Sequence[Run], train: Sequence[dict], order_rngs: list,
-                 banks: Sequence[_NegativeBank | None], status: _Status, device: Any) -> np.ndarray:
+                 banks: Sequence[_NegativeBank | None], status: RunStatus, device: Any) -> np.ndarray:
     """One epoch over each run's training sequences in its own order; per run mean task, transfer and
     total loss over the batches, then correct and scored response counts: ``(R, 5)``."""
     import torch

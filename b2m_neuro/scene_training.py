@@ -47,7 +47,7 @@ import xarray as xr
 
 from b2m_neuro._util.progress import track
 from b2m_neuro.controls import apply_control, check_control
-from b2m_neuro.engine import StackedAdam, TrainConfig, history_dataset, seeded_generator
+from b2m_neuro.engine import RunStatus, StackedAdam, TrainConfig, history_dataset, seeded_generator
 from b2m_neuro.errors import TrainingError
 from b2m_neuro.tasks.scenes import SceneData, SceneTask
 from b2m_neuro.train_result import TrainResult, run_versions, torch_device
@@ -239,7 +239,9 @@ def _group_key(run: SceneRun) -> tuple:
         raise TrainingError(f"{type(run.network).__name__} cannot be trained by the scene loop", field="model",
                             fix="pass model='vae' or a b2m_neuro.models.vae.ReferenceVAE")
     images = tuple(_content_key(array) for array in (run.data.train_images, run.data.test_images, run.data.frames))
-    return key, images, int(run.config.batch_size), int(run.pair_batch)
+    # equal epochs too: the batch-norm statistics of every run in a group move with every batch, so a
+    # run that stopped early would have its saved statistics changed by the others' later epochs
+    return key, images, int(run.config.batch_size), int(run.pair_batch), int(run.config.epochs)
 
 
 def _train_group(runs: Sequence[SceneRun], device: Any, autocast: bool, progress: bool) -> list[tuple[xr.Dataset, bool]]:
@@ -259,16 +261,15 @@ def _train_group(runs: Sequence[SceneRun], device: Any, autocast: bool, progress
     alpha = torch.tensor([c.alpha for c in configs], device=device)
     epochs = np.array([c.epochs for c in configs])
     history = [{name: np.full(c.epochs, np.nan) for name in SCENE_HISTORY_VARIABLES} for c in configs]
-    active, diverged = np.ones(len(runs), bool), np.zeros(len(runs), bool)
-    start_loss = np.full(len(runs), np.nan)
+    status = RunStatus(len(runs))
     start = time.perf_counter()
     n_train, n_frames = len(data.train_images), len(data.frames)
     n_batches = int(np.ceil(n_train / configs[0].batch_size))
     n_pairs = min(runs[0].pair_batch, n_frames)
     for epoch in track(range(int(epochs.max())), description=f"training {len(runs)} VAE runs" if len(runs) > 1
                        else "training", total=int(epochs.max()), progress=progress):
-        active &= epoch < epochs
-        if not active.any():
+        status.active &= epoch < epochs
+        if not status.active.any():
             break
         orders = [np.array_split(rng.permutation(n_train), n_batches) for rng in order_rngs]
         sums = np.zeros((len(runs), 4))
@@ -283,20 +284,16 @@ def _train_group(runs: Sequence[SceneRun], device: Any, autocast: bool, progress
                                                           torch.stack([b_[p] for b_, p in zip(brain, pairs)]))
             total = (1.0 - alpha) * task + alpha * transfer  # paper eq. 1
             values = torch.stack([task, reconstruction_loss, transfer, total]).detach().cpu().numpy().T  # (R, 4)
-            blown = active & ~np.isfinite(values[:, 3])
-            active &= ~blown
-            diverged |= blown
-            start_loss = np.where(np.isnan(start_loss) & active, values[:, 3], start_loss)
-            if not active.any():
+            status.stop(status.active & ~np.isfinite(values[:, 3]))
+            status.start_loss = np.where(np.isnan(status.start_loss) & status.active, values[:, 3], status.start_loss)
+            if not status.active.any():
                 break
             model.zero_grad()
-            total[torch.as_tensor(np.flatnonzero(active), device=device)].sum().backward()
-            optimizer.step(model.gradients(), torch.as_tensor(active, device=device))
-            sums[active] += values[active]
-        blown = active & ~model.finite()
-        active &= ~blown
-        diverged |= blown
-        done = np.flatnonzero(active)
+            total[torch.as_tensor(np.flatnonzero(status.active), device=device)].sum().backward()
+            optimizer.step(model.gradients(), torch.as_tensor(status.active, device=device))
+            sums[status.active] += values[status.active]
+        status.stop(status.active & ~model.finite())
+        done = np.flatnonzero(status.active)
         if not done.size:
             continue
         evaluation = _evaluate(model, images, brain, done, autocast)
@@ -307,11 +304,11 @@ def _train_group(runs: Sequence[SceneRun], device: Any, autocast: bool, progress
             for name, value in evaluation[r].items():
                 record[name][epoch] = value
             record["wall_time"][epoch] = time.perf_counter() - start
-            if record["total_loss"][epoch] > configs[r].divergence_factor * max(start_loss[r], 1e-12):
-                active[r], diverged[r] = False, True
+            if record["total_loss"][epoch] > configs[r].divergence_factor * max(status.start_loss[r], 1e-12):
+                status.stop(np.arange(len(runs)) == r)
     model.write_back()
-    return [(history_dataset(history[r], bool(diverged[r]), descriptions=SCENE_HISTORY_VARIABLES), bool(diverged[r]))
-            for r in range(len(runs))]
+    return [(history_dataset(history[r], bool(status.diverged[r]), descriptions=SCENE_HISTORY_VARIABLES),
+             bool(status.diverged[r])) for r in range(len(runs))]
 
 
 def _losses(images, reconstruction, mu, log_sigma, frame_mu, frame_brain):
