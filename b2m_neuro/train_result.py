@@ -53,7 +53,9 @@ class TrainResult:
 
     @property
     def final_test_accuracy(self) -> float:
-        """Test accuracy after the last epoch that ran."""
+        """Test accuracy after the last epoch that ran (NaN for a student without one, the VAE)."""
+        if "test_accuracy" not in self.history:
+            return float("nan")
         accuracy = self.history["test_accuracy"].dropna("epoch")
         return float(accuracy[-1]) if accuracy.size else float("nan")
 

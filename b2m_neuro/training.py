@@ -119,6 +119,11 @@ def train(
     if _scene_student(model, options):  # the VAE student on scene reconstruction
         from b2m_neuro.scene_training import train_scenes
 
+        if task != "memory" or align_layer is not None:
+            raise TrainingError("the VAE student learns scene reconstruction: task= and align_layer= do not apply",
+                                field="task" if task != "memory" else "align_layer",
+                                fix="drop task= and align_layer= (the VAE's latent mean is aligned), or train a GRU")
+
         return train_scenes(derivative, model, alpha=alpha, control=control, device=device, progress=progress, **options)
     prepared = prepare_run(derivative, model, alpha=alpha, control=control, device=device, task=task,
                            align_layer=align_layer, **options)

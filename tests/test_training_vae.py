@@ -46,7 +46,14 @@ def test_a_short_training_lowers_the_test_loss(baseline):
     assert float(history.test_loss[-1]) < float(history.test_loss[0])
     assert baseline.config["model"] == "vae" and baseline.config["transfer"] == "latent"
     assert baseline.config["n_train_images"] == 16 and baseline.config["n_frames"] == 48
-    assert "test loss" in baseline.summary()
+    assert "test loss" in baseline.summary() and np.isnan(baseline.final_test_accuracy)  # no accuracy to report
+
+
+@pytest.mark.parametrize(("options", "field"), [(dict(task="sternberg"), "task"), (dict(align_layer="gru"), "align_layer")])
+def test_options_of_the_sequence_tasks_are_refused_for_the_vae(derivative, options, field):
+    with pytest.raises(TrainingError, match="task= and align_layer= do not apply") as error:
+        b2m_neuro.train(derivative, "vae", alpha=0.1, **options, **FAST)
+    assert error.value.field == field
 
 
 def test_latent_transfer_lowers_the_latent_mse_against_alpha_0(derivative, baseline):
