@@ -283,6 +283,12 @@ def test_events_table_rows_values_and_extra_columns(data_dir, tmp_path):
     sidecar = json.loads((path.parent / "sub-bv_task-table_events.json").read_text())
     assert sidecar["trial_type"]["Levels"]["go"] == "event from events.tsv" and "response_time" in sidecar
     assert validate(tmp_path / "bids") == []
+    frame = pd.DataFrame({"onset": [0.5, 1.5, 2.5], "duration": [0.1, np.nan, 0], "trial_type": ["go", "nogo", "go"],
+                          "value": [11, 12, 11], "response_time": [0.31, None, 0.42]})  # missing as pandas has it
+    same = eeg_to_bids(data_dir / "brainvision_test/test.vhdr", events=frame, bids_root=tmp_path / "bids-frame",
+                       subject="bv", task="table", progress=False)
+    assert (same.parent / "sub-bv_task-table_events.tsv").read_text() == \
+        (path.parent / "sub-bv_task-table_events.tsv").read_text()
 
 
 @pytest.mark.parametrize(

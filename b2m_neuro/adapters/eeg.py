@@ -426,7 +426,8 @@ def _read_events(bids_path, spec: EEGSpec) -> pd.DataFrame:
         events = events[selected]
     events = events.sort_values("onset", kind="stable").reset_index(drop=True)
     for column in ("stim_file", "trial_type"):
-        events[column] = events[column] if column in events else "n/a"
+        if column not in events:
+            events[column] = "n/a"
     return events
 
 

@@ -411,7 +411,7 @@ def _describe_events(bids_path, stim_dir: str | None, levels: dict[str, str], *,
     }
     if stim_dir is not None:
         sidecar["stim_file"] = {"Description": "The frame shown at this onset, relative to stimuli/ (n/a: not a frame)"}
-    for column in set(events.columns) - {"onset", "duration", "trial_type", "value", "sample", "stim_file"}:
+    for column in sorted(set(events.columns) - {"onset", "duration", "trial_type", "value", "sample", "stim_file"}):
         sidecar[column] = {"Description": f"{column!r}, as given with the events of the recording"}
     events_json.write_text(json.dumps(sidecar, indent=2, ensure_ascii=False))
 
