@@ -365,3 +365,19 @@ def test_bins_shorter_than_a_sample_and_baseline_outside_raise(real_bids):
     assert error.value.field == "spec.bin_width"
     with pytest.raises(AdapterError, match="outside the recording"):
         load_eeg(real_bids, subject="bs", task="biosemi", spec=EEGSpec(baseline=(-0.5, 0.0)))
+
+
+def test_two_acquisitions_of_one_run_are_refused_unless_one_is_named(data_dir, tmp_path):
+    from mne_bids.copyfiles import copyfile_brainvision
+
+    root = tmp_path / "tiny_bids"
+    shutil.copytree(data_dir / "tiny_bids", root)
+    folder = root / "sub-01/ses-eeg/eeg"
+    copyfile_brainvision(folder / "sub-01_ses-eeg_task-rest_eeg.vhdr", folder / "sub-01_ses-eeg_task-rest_acq-b_eeg.vhdr")
+    for sidecar in ("channels.tsv", "eeg.json", "events.tsv", "events.json"):
+        shutil.copy(folder / f"sub-01_ses-eeg_task-rest_{sidecar}", folder / f"sub-01_ses-eeg_task-rest_acq-b_{sidecar}")
+    with pytest.raises(AdapterError, match="2 EEG recordings match") as error:
+        load_eeg(root, subject="01", session="eeg", task="rest")
+    assert error.value.field == "run/acquisition" and "acq-b" in str(error.value)
+    named = load_eeg(root, subject="01", session="eeg", task="rest", acquisition="b")
+    assert named.attrs["source_file"].endswith("sub-01_ses-eeg_task-rest_acq-b_eeg.vhdr")

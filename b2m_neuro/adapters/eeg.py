@@ -216,6 +216,7 @@ def load_eeg(
     task: str,
     session: str | None = None,
     run: int | None = None,
+    acquisition: str | None = None,
     spec: EEGSpec | str | os.PathLike | None = None,
 ) -> xr.DataArray:
     """Event-locked EEG features of one BIDS EEG recording, as a lazy (dask) DataArray.
@@ -225,8 +226,9 @@ def load_eeg(
     bids_root
         Root of a BIDS dataset with EEG (ours from :func:`b2m_neuro.convert.eeg_to_bids`, or any
         other, e.g. from OpenNeuro).
-    subject, task, session, run
-        BIDS entities of the recording.
+    subject, task, session, run, acquisition
+        BIDS entities of the recording; they must name one recording (an ambiguous set, such as
+        two ``acq-`` of the same run, is refused, naming the files).
     spec
         An :class:`EEGSpec` or a TOML file of one: events, channels, reference, filter,
         windows, bins and feature; default ``EEGSpec()`` (every event, every EEG channel,
@@ -264,7 +266,8 @@ def load_eeg(
     import dask.array as da
 
     spec = EEGSpec.resolve(spec)
-    bids_path = _find_recording(Path(bids_root), subject=subject, session=session, task=task, run=run)
+    bids_path = _find_recording(Path(bids_root), subject=subject, session=session, task=task, run=run,
+                                acquisition=acquisition)
     info_raw = _read_bids_raw(bids_path)
     source = Path(bids_path.fpath)
     _check_sidecars(bids_path, info_raw)
@@ -317,19 +320,21 @@ def load_eeg(
     )
 
 
-def _find_recording(root: Path, *, subject: str, session: str | None, task: str, run: int | None):
+def _find_recording(root: Path, *, subject: str, session: str | None, task: str, run: int | None,
+                    acquisition: str | None):
     import mne_bids
 
     _check_dataset_description(root)
-    bids_path = mne_bids.BIDSPath(root=root, subject=subject, session=session, task=task, run=run, datatype="eeg", suffix="eeg")
+    bids_path = mne_bids.BIDSPath(root=root, subject=subject, session=session, task=task, run=run,
+                                  acquisition=acquisition, datatype="eeg", suffix="eeg")
     matches = [p for p in bids_path.match() if p.extension in (".vhdr", ".edf", ".bdf", ".set", ".fif")]
+    entities = f"subject {subject!r}, session {session!r}, task {task!r}, run {run!r}, acquisition {acquisition!r}"
     if not matches:
-        raise AdapterError(
-            f"no EEG recording for subject {subject!r}, session {session!r}, task {task!r}, run {run!r}",
-            file=root,
-            field="subject/session/task",
-            fix="check the entities against the sub-*/[ses-*/]eeg/ file names",
-        )
+        raise AdapterError(f"no EEG recording for {entities}", file=root, field="subject/session/task",
+                           fix="check the entities against the sub-*/[ses-*/]eeg/ file names")
+    if len(matches) > 1:
+        raise AdapterError(f"{len(matches)} EEG recordings match {entities}: {', '.join(p.basename for p in matches)}",
+                           file=root, field="run/acquisition", fix="give the run= / acquisition= of one of them")
     return matches[0]
 
 

@@ -75,8 +75,8 @@ def _embed(args: argparse.Namespace) -> None:
         recordings = [(root, path) for root in args.inputs for path in _eeg_recordings(root)]
         spec, label = EEGSpec.resolve(args.spec), args.spec or "default"
         print(f"Loading {len(recordings)} EEG recording(s) with spec {label!r}")
-        teachers = [load_eeg(root, subject=p.subject, session=p.session, task=p.task, run=p.run, spec=spec)
-                    for root, p in recordings]
+        teachers = [load_eeg(root, subject=p.subject, session=p.session, task=p.task, run=p.run,
+                             acquisition=p.acquisition, spec=spec) for root, p in recordings]
         files = [p.fpath for _, p in recordings]
     else:
         files = nwb_files(args.inputs)
