@@ -88,7 +88,6 @@ torch is imported inside the functions, so the contract (:class:`TrainConfig`,
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Sequence
@@ -98,6 +97,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 
+from b2m_neuro._util.arrays import content_key
 from b2m_neuro._util.progress import track
 from b2m_neuro.errors import TrainingError
 from b2m_neuro.transfer import CONTRASTIVE_LOSSES, TRANSFER_LOSSES, Reduction, check_alpha
@@ -671,10 +671,9 @@ class _TensorPool:
         known = self._by_id.get(id(array))
         if known is not None and known[0] is array:  # the same array object: no need to hash it again
             return known[1]
-        contiguous = np.ascontiguousarray(array)
-        key = (contiguous.shape, contiguous.dtype.str, hashlib.blake2b(contiguous.data, digest_size=16).digest())
+        key = content_key(array)
         if key not in self._by_content:
-            self._by_content[key] = torch.as_tensor(contiguous, device=self.device)
+            self._by_content[key] = torch.as_tensor(np.ascontiguousarray(array), device=self.device)
         self._by_id[id(array)] = (array, self._by_content[key])
         return self._by_content[key]
 

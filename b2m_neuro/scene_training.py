@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
+from b2m_neuro._util.arrays import content_key
 from b2m_neuro._util.progress import track
 from b2m_neuro.controls import apply_control, check_control
 from b2m_neuro.engine import RunStatus, StackedAdam, TrainConfig, history_dataset, seeded_generator
@@ -197,8 +198,9 @@ def fit_scene_runs(runs: Sequence[SceneRun], *, device: Any = "cpu", group_size:
     device = torch.device(device)
     autocast = device.type == "cuda" if bf16 == "auto" else bool(bf16)
     buckets: dict[tuple, list[int]] = {}
+    keys: dict[int, tuple] = {}  # content keys by array id: runs of a sweep share their arrays
     for index, run in enumerate(runs):
-        buckets.setdefault(_group_key(run), []).append(index)
+        buckets.setdefault(_group_key(run, keys), []).append(index)
     outcomes: list = [None] * len(runs)
     for members in buckets.values():
         size = group_size or auto_scene_group_size(runs[members[0]], device=device, n_runs=len(members))
@@ -233,12 +235,15 @@ def auto_scene_group_size(run: SceneRun, *, device: Any = "cpu", n_runs: int = 1
 # --- the loop ----------------------------------------------------------------------------------
 
 
-def _group_key(run: SceneRun) -> tuple:
+def _group_key(run: SceneRun, keys: dict[int, tuple]) -> tuple:
     key = run.network.stacking_key() if hasattr(run.network, "stacking_key") else None
     if key is None:
         raise TrainingError(f"{type(run.network).__name__} cannot be trained by the scene loop", field="model",
                             fix="pass model='vae' or a b2m_neuro.models.vae.ReferenceVAE")
-    images = tuple(_content_key(array) for array in (run.data.train_images, run.data.test_images, run.data.frames))
+    for array in (run.data.train_images, run.data.test_images, run.data.frames):
+        if id(array) not in keys:
+            keys[id(array)] = content_key(array)
+    images = tuple(keys[id(array)] for array in (run.data.train_images, run.data.test_images, run.data.frames))
     # equal epochs too: the batch-norm statistics of every run in a group move with every batch, so a
     # run that stopped early would have its saved statistics changed by the others' later epochs
     return key, images, int(run.config.batch_size), int(run.pair_batch), int(run.config.epochs)
@@ -352,13 +357,6 @@ def _as_float(images):
     import torch
 
     return images.to(torch.float32) / 255.0
-
-
-def _content_key(array: np.ndarray) -> tuple:
-    import hashlib
-
-    contiguous = np.ascontiguousarray(array)
-    return contiguous.shape, hashlib.blake2b(contiguous.data, digest_size=16).digest()
 
 
 # --- input handling ----------------------------------------------------------------------------

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from b2m_neuro._util.arrays import content_key
 from b2m_neuro._util.files import atomic_path
 from b2m_neuro._util.progress import track
 from b2m_neuro.errors import SweepError
@@ -346,9 +347,7 @@ def _prepare_run(teacher: list[xr.Dataset], run: Mapping[str, Any], shared: dict
     data = ready.run.data
     for name, value in vars(data).items():
         if isinstance(value, np.ndarray):
-            value = np.ascontiguousarray(value)
-            key = (name, value.shape, value.dtype.str, hashlib.blake2b(value.data, digest_size=16).digest())
-            setattr(data, name, shared.setdefault(key, value))
+            setattr(data, name, shared.setdefault((name, *content_key(value)), value))
     return ready
 
 

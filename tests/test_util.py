@@ -64,3 +64,15 @@ def test_pre_stimulus_points_are_negative_times_or_the_first_half():
     assert pre_stimulus(np.arange(5), 5).tolist() == [True, True, False, False, False]  # no negative time
     assert pre_stimulus(np.array(["a", "b"]), 2).tolist() == [True, False]  # not numeric
     assert pre_stimulus(None, 2).tolist() == [True, False]
+
+
+def test_content_key_is_equal_exactly_for_equal_arrays():
+    import numpy as np
+
+    from b2m_neuro._util.arrays import content_key
+
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert content_key(a) == content_key(a.copy()) == content_key(np.asfortranarray(a))  # layout does not matter
+    assert content_key(a[:, ::2]) == content_key(np.ascontiguousarray(a[:, ::2]))
+    different = [a.astype(np.float64), a.reshape(4, 3), a + np.eye(3, 4, dtype=np.float32)]
+    assert len({content_key(a), *map(content_key, different)}) == 4

@@ -1,1 +1,1 @@
-"""Small helpers shared by every stage (files, hashing, progress)."""
+"""Small helpers shared by every stage (files, array content keys, progress, significance, time axes)."""
