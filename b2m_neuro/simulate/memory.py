@@ -144,21 +144,21 @@ def memory_session(
     >>> rec.n_units, len(rec.trials)
     (12, 50)
     """
-    _check_seed(seed)
-    _check_count(n_trials, "n_trials")
+    check_seed(seed)
+    check_count(n_trials, "n_trials")
     if n_units is not None:
-        _check_count(n_units, "n_units")
+        check_count(n_units, "n_units")
     if not isinstance(goal_information, (bool, np.bool_)):
         raise SimulationError(
             f"goal_information must be True or False, not {goal_information!r}", field="goal_information"
         )
     for name, gain in (("goal_gain", goal_gain), ("match_gain", match_gain)):
-        _check_number(gain, name, low=0.0, high=MAX_GAIN)
+        check_number(gain, name, low=0.0, high=MAX_GAIN)
     if accuracy is not None:
-        _check_number(accuracy, "accuracy", low=0.0, high=1.0)
-    _check_number(sampling_rate, "sampling_rate", low=1_000.0, high=1e6)
-    subject_id = _check_label("S01" if subject_id is None else subject_id, "subject_id")
-    session_id = _check_label("01" if session_id is None else session_id, "session_id")
+        check_number(accuracy, "accuracy", low=0.0, high=1.0)
+    check_number(sampling_rate, "sampling_rate", low=1_000.0, high=1e6)
+    subject_id = check_label("S01" if subject_id is None else subject_id, "subject_id")
+    session_id = check_label("01" if session_id is None else session_id, "session_id")
 
     behaviour_rng, layout_rng, tuning_rng, spike_rng = (
         np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(4)
@@ -169,7 +169,7 @@ def memory_session(
     session_end = float(trials["stop_time"].iloc[-1]) + TAIL_S
 
     counts = _region_counts(layout_rng, n_units, units_per_region)
-    brain_area, electrode, electrode_location = _electrode_layout(layout_rng, counts)
+    brain_area, electrode, electrode_location = draw_electrode_layout(layout_rng, counts)
     tuning = _draw_tuning(tuning_rng, brain_area)
     tuning = _apply_task_information(tuning, bool(goal_information), float(goal_gain), float(match_gain))
     spike_times = _spike_trains(spike_rng, trials, tuning, session_end, float(sampling_rate))
@@ -194,9 +194,9 @@ def memory_session(
         electrode=electrode,
         electrode_location=electrode_location,
         trials=trials,
-        subject=_subject(layout_rng, subject_id),
+        subject=simulated_subject(layout_rng, subject_id),
         session_id=session_id,
-        session_start_time=_session_start(layout_rng),
+        session_start_time=simulated_session_start(layout_rng),
         session_description=(
             "Simulated single-unit recording during a memory-based goal-switching task "
             f"(b2m_neuro.simulate.memory_session, seed={seed})"
@@ -250,8 +250,8 @@ def memory_sessions(
     >>> [(r.subject["subject_id"], r.session_id) for r in recs]
     [('S01', '01'), ('S02', '02')]
     """
-    _check_count(n_sessions, "n_sessions")
-    _check_seed(seed)
+    check_count(n_sessions, "n_sessions")
+    check_seed(seed)
     if "session_id" in kwargs:
         raise SimulationError(
             "memory_sessions numbers the sessions itself", field="session_id", fix="leave session_id out"
@@ -286,19 +286,19 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
-def _check_seed(seed: Any) -> None:
+def check_seed(seed: Any) -> None:
     if not _is_int(seed) or seed < 0:
         raise SimulationError(f"seed must be a non-negative integer, not {seed!r}", field="seed")
 
 
-def _check_count(value: Any, name: str) -> None:
+def check_count(value: Any, name: str) -> None:
     if not _is_int(value) or value < 1:
         raise SimulationError(
             f"{name} must be an integer >= 1, not {value!r}", field=name, fix=f"pass {name}=1 or more"
         )
 
 
-def _check_number(value: Any, name: str, *, low: float, high: float) -> None:
+def check_number(value: Any, name: str, *, low: float, high: float) -> None:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise SimulationError(f"{name} must be a finite number, not {value!r}", field=name)
     if not low <= value <= high:
@@ -307,7 +307,7 @@ def _check_number(value: Any, name: str, *, low: float, high: float) -> None:
         )
 
 
-def _check_label(value: Any, name: str) -> str:
+def check_label(value: Any, name: str) -> str:
     if not isinstance(value, str) or not _LABEL.fullmatch(value):
         raise SimulationError(
             f"{name} must be letters and digits only (a BIDS/DANDI label), not {value!r}",
@@ -347,7 +347,7 @@ def _simulate_trials(rng: np.random.Generator, n_trials: int, accuracy: float) -
     trials = pd.DataFrame(rows, dtype=np.int64)
 
     trials["correct"] = trials["response"] == trials["correct_response"]
-    trials["reaction_time"] = _reaction_times(rng, trials["correct"].to_numpy())
+    trials["reaction_time"] = draw_reaction_times(rng, trials["correct"].to_numpy())
     gaps = rng.uniform(*GAP_S, size=n_trials)
     new_episode = np.r_[True, np.diff(trials["episode"]) != 0]
     # start of trial k = lead-in + cues so far + everything before it (trial + gap after each)
@@ -358,7 +358,7 @@ def _simulate_trials(rng: np.random.Generator, n_trials: int, accuracy: float) -
     return trials[list(MEMORY_TRIAL_COLUMNS)]
 
 
-def _reaction_times(rng: np.random.Generator, correct: np.ndarray) -> np.ndarray:
+def draw_reaction_times(rng: np.random.Generator, correct: np.ndarray) -> np.ndarray:
     """Shifted lognormal, errors a little slower, clipped to the plausible range."""
     rt = REACTION_TIME
     times = rt["shift"] + rng.lognormal(math.log(rt["median"]), rt["sigma"], size=correct.size)
@@ -404,7 +404,7 @@ def _check_units_per_region(units_per_region: Mapping[str, int], n_units: int | 
     return {region: int(count) for region, count in units_per_region.items()}
 
 
-def _electrode_layout(rng: np.random.Generator, counts: Mapping[str, int]) -> tuple[list[str], list[int], list[str]]:
+def draw_electrode_layout(rng: np.random.Generator, counts: Mapping[str, int]) -> tuple[list[str], list[int], list[str]]:
     """Per region, electrodes of 1-4 units each: (brain_area, electrode per unit, electrode_location)."""
     brain_area: list[str] = []
     electrode: list[int] = []
@@ -534,10 +534,10 @@ def _spike_trains(
     order = np.lexsort((t, unit))
     t = np.round(t[order] * sampling_rate) / sampling_rate
     per_unit = np.split(t, np.cumsum(np.bincount(unit, minlength=n_units))[:-1])
-    return [_refractory(times) for times in per_unit]
+    return [drop_refractory_violations(times) for times in per_unit]
 
 
-def _refractory(times: np.ndarray) -> np.ndarray:
+def drop_refractory_violations(times: np.ndarray) -> np.ndarray:
     """Drop spikes closer than the refractory period to the previous one (one pass suffices)."""
     return times[np.diff(times, prepend=-np.inf) >= REFRACTORY_S]
 
@@ -545,7 +545,7 @@ def _refractory(times: np.ndarray) -> np.ndarray:
 # --- subject and session ----------------------------------------------------------------------
 
 
-def _subject(rng: np.random.Generator, subject_id: str) -> dict[str, Any]:
+def simulated_subject(rng: np.random.Generator, subject_id: str) -> dict[str, Any]:
     return {
         "subject_id": subject_id,
         "species": "Homo sapiens",
@@ -555,6 +555,6 @@ def _subject(rng: np.random.Generator, subject_id: str) -> dict[str, Any]:
     }
 
 
-def _session_start(rng: np.random.Generator) -> dt.datetime:
+def simulated_session_start(rng: np.random.Generator) -> dt.datetime:
     day = dt.datetime(2024, 1, 1, 9, 0, tzinfo=dt.timezone.utc)
     return day + dt.timedelta(days=int(rng.integers(0, 365)), minutes=int(rng.integers(0, 8 * 60)))

@@ -43,15 +43,15 @@ from b2m_neuro.errors import SimulationError
 from b2m_neuro.recording import SpikeRecording
 from b2m_neuro.simulate.memory import (
     DEFAULT_UNITS,
-    _check_count,
-    _check_label,
-    _check_number,
-    _check_seed,
-    _electrode_layout,
-    _reaction_times,
-    _refractory,
-    _session_start,
-    _subject,
+    check_count,
+    check_label,
+    check_number,
+    check_seed,
+    draw_electrode_layout,
+    draw_reaction_times,
+    drop_refractory_violations,
+    simulated_session_start,
+    simulated_subject,
 )
 
 __all__ = ["study_test_session", "sternberg_session", "REGIONS", "RATE_MODEL"]
@@ -120,7 +120,7 @@ def study_test_session(*, seed: int = 0, n_blocks: int = 40, study_items: int = 
     """
     for name, value in (("n_blocks", n_blocks), ("study_items", study_items), ("test_items", test_items),
                         ("n_items", n_items)):
-        _check_count(value, name)
+        check_count(value, name)
     n_old = test_items // 2
     if n_old > study_items or n_items < study_items + test_items - n_old:
         raise SimulationError(f"{n_items} items cannot fill study lists of {study_items} and test lists of "
@@ -159,8 +159,8 @@ def sternberg_session(*, seed: int = 0, n_trials: int = 100, loads: Sequence[int
     >>> rec.trials[["load", "encoding_1", "encoding_2", "encoding_3", "probe", "target"]].to_numpy().tolist()
     [[3, 8, 2, 10, 2, 1], [3, 2, 8, 3, 8, 1], [2, 9, 4, 0, 1, 0], [1, 12, 0, 0, 12, 1]]
     """
-    _check_count(n_trials, "n_trials")
-    _check_count(n_items, "n_items")
+    check_count(n_trials, "n_trials")
+    check_count(n_items, "n_items")
     loads = list(loads)
     if not loads or not all(isinstance(load, int) and 1 <= load < n_items for load in loads):
         raise SimulationError(f"loads must be whole numbers from 1 to {n_items - 1}, got {loads}", field="loads",
@@ -184,7 +184,7 @@ _PHASES = {"study_test": ("study", "test"), "sternberg": ("encoding", "probe")}
 def _session(design: str, seed: int, n_episodes: int, n_items: int, draw_episode: Callable, table: Callable,
              options: dict) -> SpikeRecording:
     """Behaviour, units, tuning and spikes of one session; ``table`` lays out its trials table."""
-    _check_seed(seed)
+    check_seed(seed)
     settings = _settings(**options)
     behaviour_rng, layout_rng, tuning_rng, spike_rng = (
         np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(4))
@@ -196,7 +196,7 @@ def _session(design: str, seed: int, n_episodes: int, n_items: int, draw_episode
     if n_units is None:
         n_units = int(layout_rng.integers(DEFAULT_UNITS[0], DEFAULT_UNITS[1] + 1))
     counts = dict(zip(REGIONS, layout_rng.multinomial(n_units, np.full(len(REGIONS), 1 / len(REGIONS))).tolist()))
-    brain_area, electrode, electrode_location = _electrode_layout(layout_rng, counts)
+    brain_area, electrode, electrode_location = draw_electrode_layout(layout_rng, counts)
     tuning = _tuning(tuning_rng, n_units, n_items, settings)
     session_end = float(trials["stop_time"].iloc[-1]) + TAIL_S
     spike_times = _spike_trains(spike_rng, trials, tuning, session_end, settings["sampling_rate"])
@@ -207,8 +207,8 @@ def _session(design: str, seed: int, n_episodes: int, n_items: int, draw_episode
         unit_ids=[f"unit{index:03d}" for index in range(n_units)],
         brain_area=brain_area, electrode=electrode, electrode_location=electrode_location,
         trials=table(trials),
-        subject=_subject(layout_rng, subject_id), session_id=session_id,
-        session_start_time=_session_start(layout_rng),
+        subject=simulated_subject(layout_rng, subject_id), session_id=session_id,
+        session_start_time=simulated_session_start(layout_rng),
         session_description=f"Simulated single-unit recording during {title} (b2m_neuro.simulate, seed={seed})",
         sampling_rate=settings["sampling_rate"],
         metadata={
@@ -232,19 +232,19 @@ def _settings(*, n_units: int | None = None, memory_information: bool = True, me
               hold_gain: float = 1.0, accuracy: float | None = None, subject_id: str | None = None,
               session_id: str | None = None, sampling_rate: float = 32_000.0) -> dict:
     if n_units is not None:
-        _check_count(n_units, "n_units")
+        check_count(n_units, "n_units")
     if not isinstance(memory_information, (bool, np.bool_)):
         raise SimulationError(f"memory_information must be True or False, not {memory_information!r}",
                               field="memory_information")
     for name, gain in (("memory_gain", memory_gain), ("hold_gain", hold_gain)):
-        _check_number(gain, name, low=0.0, high=MAX_GAIN)
+        check_number(gain, name, low=0.0, high=MAX_GAIN)
     if accuracy is not None:
-        _check_number(accuracy, "accuracy", low=0.0, high=1.0)
-    _check_number(sampling_rate, "sampling_rate", low=1_000.0, high=1e6)
+        check_number(accuracy, "accuracy", low=0.0, high=1.0)
+    check_number(sampling_rate, "sampling_rate", low=1_000.0, high=1e6)
     return {"n_units": n_units, "memory_information": bool(memory_information), "memory_gain": float(memory_gain),
             "hold_gain": float(hold_gain), "accuracy": accuracy, "sampling_rate": float(sampling_rate),
-            "subject_id": _check_label("S01" if subject_id is None else subject_id, "subject_id"),
-            "session_id": _check_label("01" if session_id is None else session_id, "session_id")}
+            "subject_id": check_label("S01" if subject_id is None else subject_id, "subject_id"),
+            "session_id": check_label("01" if session_id is None else session_id, "session_id")}
 
 
 def _trials(design: str, rng: np.random.Generator, episodes: list[tuple[list[int], list[int]]],
@@ -262,7 +262,7 @@ def _trials(design: str, rng: np.random.Generator, episodes: list[tuple[list[int
     correct = rng.random(len(trials)) < accuracy
     trials["target"] = familiar.astype(int)
     trials["response"] = np.where(answered, np.where(correct, familiar, ~familiar).astype(int), -1)
-    duration = np.where(answered, _reaction_times(rng, correct), DISPLAY_S)
+    duration = np.where(answered, draw_reaction_times(rng, correct), DISPLAY_S)
     trials["stimulus_duration"] = duration
     new_episode = np.r_[True, np.diff(trials["episode"].to_numpy()) != 0]
     first_answer = answered & ~np.r_[False, answered[:-1]]
@@ -333,7 +333,7 @@ def _spike_trains(rng: np.random.Generator, trials: pd.DataFrame, tuning: dict[s
     order = np.lexsort((times, unit))
     times = np.round(times[order] * sampling_rate) / sampling_rate
     per_unit = np.split(times, np.cumsum(np.bincount(unit, minlength=n_units))[:-1])
-    return [_refractory(unit_times) for unit_times in per_unit]
+    return [drop_refractory_violations(unit_times) for unit_times in per_unit]
 
 
 def _held_items(trials: pd.DataFrame, n_items: int) -> np.ndarray:
