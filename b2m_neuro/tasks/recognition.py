@@ -154,7 +154,7 @@ class StudyTestTask(TrialSequenceTask):
         table = trial_table(session, self.required_variables)
         is_test = self._is_test(table[self.phase].to_numpy(), where)
         stimuli = table[self.stimulus].to_numpy()
-        recorded = self._recorded_targets(session)
+        recorded = recorded_targets(session, self.target, "old/new")
         embedding = session["embedding"].transpose("trial", "time", "latent").to_numpy()[:, layout.time_index]
         embedding = embedding.astype(np.float32)
         episodes = []
@@ -198,14 +198,18 @@ class StudyTestTask(TrialSequenceTask):
                                 fix="one study phase then one test phase per episode: name the variable that "
                                     "numbers the blocks as episode=...")
 
-    def _recorded_targets(self, session: xr.Dataset) -> np.ndarray | None:
-        if self.target is None:
-            return None
-        if self.target not in session.variables or session[self.target].dims != ("trial",):
-            raise TrainingError(f"the session has no trial variable {self.target!r} (the recorded old/new label)",
-                                file=session_label(session), field=self.target,
-                                fix="embed with a teacher spec that keeps it, or leave target out to use the rule")
-        return variable_values(session, self.target)
+
+
+def recorded_targets(session: xr.Dataset, target: str | None, kind: str) -> np.ndarray | None:
+    """The session's recorded ``kind`` label per trial (variable ``target``), None without a target;
+    TrainingError naming the variable when the session lacks it."""
+    if target is None:
+        return None
+    if target not in session.variables or session[target].dims != ("trial",):
+        raise TrainingError(f"the session has no trial variable {target!r} (the recorded {kind} label)",
+                            file=session_label(session), field=target,
+                            fix="embed with a teacher spec that keeps it, or leave target out to use the rule")
+    return variable_values(session, target)
 
 
 def check_recorded(recorded: np.ndarray, episode: StudyTestEpisode, label: str, *, file: str, fields: tuple[str, str]) -> None:

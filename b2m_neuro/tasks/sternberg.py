@@ -32,7 +32,7 @@ import pandas as pd
 import xarray as xr
 
 from b2m_neuro.errors import TrainingError
-from b2m_neuro.tasks.recognition import StudyTestEpisode, check_recorded, draw_unseen
+from b2m_neuro.tasks.recognition import StudyTestEpisode, check_recorded, draw_unseen, recorded_targets
 from b2m_neuro.tasks.sequences import (
     DEFAULT_PAIRING,
     EpisodeSequence,
@@ -43,7 +43,6 @@ from b2m_neuro.tasks.sequences import (
     session_label,
     task_data,
     trial_table,
-    variable_values,
 )
 
 
@@ -116,12 +115,8 @@ class SternbergTask(TrialSequenceTask):
         embedding = embedding.astype(np.float32)
         items, keep = encoded.to_numpy(), filled.to_numpy()
         trials = [StudyTestEpisode(items[i][keep[i]], probes[[i]], (embedding[[]], embedding[[i]])) for i in range(len(items))]
-        if self.target is not None:
-            recorded = variable_values(session, self.target) if self.target in session.variables else None
-            if recorded is None or session[self.target].dims != ("trial",):
-                raise TrainingError(f"the session has no trial variable {self.target!r} (the recorded in/out label)",
-                                    file=where, field=self.target,
-                                    fix="embed with a teacher spec that keeps it, or leave target out to use the rule")
+        recorded = recorded_targets(session, self.target, "in/out")
+        if recorded is not None:
             for i, trial in enumerate(trials):
                 check_recorded(recorded[[i]], trial, f"trial {i}", file=where, fields=(self.target, self.probe))
         return trials
