@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from b2m_neuro.errors import SourceError
-from b2m_neuro.sources._cache import provenance
+from b2m_neuro.sources._cache import cache_root, provenance
 from b2m_neuro.sources._files import Fetched, SourceFile
 
 __all__ = ["fetch", "Fetched", "SourceFile", "provenance"]
@@ -86,7 +86,6 @@ def fetch(
     >>> fetched = b2m_neuro.fetch("dandi:000004@0.220126.1852", include="sub-P42*/*.nwb")  # doctest: +SKIP
     >>> rates = b2m_neuro.load_spikes(fetched.files[0], "coarse")  # doctest: +SKIP
     """
-    from b2m_neuro.sources._cache import cache_root
     from b2m_neuro.sources._select import as_patterns
 
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 1:

@@ -37,11 +37,12 @@ def provenance(path: str | os.PathLike) -> dict[str, str] | None:
         manifest = manifest_path(folder)
         if manifest.is_file():
             stored = json.loads(manifest.read_text())
-            entry = stored.get("files", {}).get(path.relative_to(folder).as_posix())
+            relative = path.relative_to(folder).as_posix()
+            entry = stored.get("files", {}).get(relative)
             if entry is None:
                 return None
-            return SourceFile(path.relative_to(folder).as_posix(), entry["size"], entry["sha256"], path,
-                              entry.get("url"), stored.get("source", "")).record()
+            return SourceFile(relative, entry["size"], entry["sha256"], path, entry.get("url"),
+                              stored.get("source", "")).record()
     return None
 
 

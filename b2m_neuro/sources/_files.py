@@ -83,11 +83,6 @@ class Fetched:
     root: Path | None
     files: list[SourceFile] = field(default_factory=list)
 
-    @property
-    def paths(self) -> list[Path]:
-        """Local paths of the files (empty when streamed)."""
-        return [f.local for f in self.files if f.local is not None]
-
     def __iter__(self) -> Iterator[SourceFile]:
         return iter(self.files)
 
