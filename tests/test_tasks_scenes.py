@@ -51,6 +51,24 @@ def test_frames_come_from_the_bids_stimuli_with_their_embedding_rows(derivative)
     assert (data.n_inputs, data.image_size) == (3, (80, 160)) and data.test_images.shape[0] == 8
 
 
+def test_a_frame_shown_twice_is_read_once_and_kept_for_the_next_run(derivative, monkeypatch):
+    from b2m_neuro.tasks import scenes
+
+    sessions = Derivative.open(derivative).datasets()
+    twice = sessions[0].copy()
+    twice["stim_file"] = ("frame", np.where(np.arange(twice.sizes["frame"]) == 1, twice["stim_file"].values[0],
+                                            twice["stim_file"].values))
+    twice.attrs.update(sessions[0].attrs)
+    task = SceneTask(CARLA_SCENES)
+    task.prepare([twice])  # reads what it has not read before
+    read = []
+    monkeypatch.setattr(scenes, "read_images", lambda files, **options: read.append(files))
+    again = task.prepare([twice])
+    assert read == []  # scenes and frames from the kept arrays
+    np.testing.assert_array_equal(again.frames[1], again.frames[0])
+    assert again.frame_files[1] == again.frame_files[0] and len(again.frames) == twice.sizes["frame"]
+
+
 def test_an_empty_scenes_folder_is_a_clear_error(tmp_path):
     (tmp_path / "train" / "class1").mkdir(parents=True)
     (tmp_path / "test").mkdir()

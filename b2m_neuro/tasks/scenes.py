@@ -23,7 +23,6 @@ runs of a sweep share it); a scene file changed on disk meanwhile is not read ag
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -119,12 +118,13 @@ class SceneTask:
     def prepare(self, sessions: Sequence[xr.Dataset], *, progress: bool = False) -> SceneData:
         """Read set A and set H (the sessions' frames and embedding rows) into :class:`SceneData`."""
         train_files, test_files = self.split()
-        train = _read_scenes(tuple(train_files), None, progress)
-        test = _read_scenes(tuple(test_files), train.shape[1:], progress)
+        train = _kept_images(tuple(train_files), None, progress=progress)
+        test = _kept_images(tuple(test_files), train.shape[1:], progress=progress)
         frame_files, brain = self._frames(sessions)
-        frames = read_images(frame_files, expected=train.shape[1:], progress=progress,
-                             fix="give the participants' frames the size of the scenes (or resize the scenes)")
-        return SceneData(train, test, frames, brain, [str(path) for path in frame_files])
+        distinct, shown = np.unique([str(path) for path in frame_files], return_inverse=True)  # a frame shown twice
+        frames = _kept_images(tuple(map(Path, distinct)), train.shape[1:], progress=progress,
+                              fix="give the participants' frames the size of the scenes (or resize the scenes)")
+        return SceneData(train, test, frames[shown], brain, [str(path) for path in frame_files])
 
     def split(self) -> tuple[list[Path], list[Path]]:
         """The training and test image files of set A, limited by ``n_train`` and ``n_test``."""
@@ -199,12 +199,21 @@ def read_images(files: Sequence[Path], *, expected: tuple[int, ...] | None = Non
     return images
 
 
-@functools.lru_cache(maxsize=4)
-def _read_scenes(files: tuple[Path, ...], expected: tuple[int, ...] | None, progress: bool) -> np.ndarray:
-    """:func:`read_images` of set A, kept for the next run of a sweep (12,000 reference scenes take
-    half a minute to read and 460 MB to hold; every run of a study uses the same ones).
-    The array is shared: the training never writes to it."""
-    return read_images(files, expected=expected, progress=progress)
+_KEPT_IMAGES: dict[tuple, np.ndarray] = {}  # (files, expected size) -> images, dropped oldest first
+_KEPT_SETS = 6  # set A's training and test images and the participants' frames, for two studies
+
+
+def _kept_images(files: tuple[Path, ...], expected: tuple[int, ...] | None, *, progress: bool,
+                 fix: str = "use images of one size") -> np.ndarray:
+    """:func:`read_images`, kept for the next run of a sweep (12,000 reference scenes take half a
+    minute to read and 460 MB to hold; every run of a study uses the same ones, and the same
+    frames). The array is shared: the training never writes to it."""
+    key = (files, expected)
+    if key not in _KEPT_IMAGES:
+        _KEPT_IMAGES[key] = read_images(files, expected=expected, progress=progress, fix=fix)
+        while len(_KEPT_IMAGES) > _KEPT_SETS:
+            del _KEPT_IMAGES[next(iter(_KEPT_IMAGES))]
+    return _KEPT_IMAGES[key]
 
 
 def _image_files(folder: Path) -> list[Path]:
