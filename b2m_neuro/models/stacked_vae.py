@@ -82,9 +82,12 @@ class StackedVAEs:
     def predict(self, images: torch.Tensor, runs: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Evaluation pass (no dropout, ``z = mu``, running batch-norm statistics, no gradient) of the
         runs ``runs`` on shared ``images (B, C, H, W)``: ``(reconstruction (R', B, ...), mu (R', B, L))``."""
-        index = torch.as_tensor(list(runs), device=self.device)
-        params = {name: value.detach()[index] for name, value in self.params.items()}
-        buffers = {name: value[index] for name, value in self.buffers.items()}
+        params = {name: value.detach() for name, value in self.params.items()}
+        buffers = dict(self.buffers)
+        if list(runs) != list(range(len(self.networks))):  # a subset: select its weights (a copy)
+            index = torch.as_tensor(list(runs), device=self.device)
+            params = {name: value[index] for name, value in params.items()}
+            buffers = {name: value[index] for name, value in buffers.items()}
         self.base.eval()
         with torch.no_grad():
             reconstruction, mu, _ = vmap(self._call, in_dims=(0, 0, None, None))(params, buffers, images, ())
