@@ -121,7 +121,7 @@ def event_codes(descriptions: Iterable[str], known: Mapping[str, int]) -> dict[s
 
 def _read_table(table: str | os.PathLike | pd.DataFrame) -> tuple[pd.DataFrame, str]:
     if isinstance(table, pd.DataFrame):
-        return table.fillna("n/a").astype(str).reset_index(drop=True), "<events table>"  # missing as in a TSV
+        return table.astype(str).mask(table.isna(), "n/a").reset_index(drop=True), "<events table>"  # missing as in a TSV
     path = Path(table)
     if not path.is_file():
         raise ConversionError("the events table does not exist", file=path, field="events", fix="check the path")
