@@ -192,7 +192,6 @@ def rsa_similarity(x: np.ndarray, y: np.ndarray, *, max_samples: int = 300, seed
     1.0
     """
     from scipy.spatial.distance import pdist
-    from scipy.stats import spearmanr
 
     x, y = (np.asarray(a, dtype=float) for a in (x, y))
     if len(x) > max_samples:
@@ -201,7 +200,27 @@ def rsa_similarity(x: np.ndarray, y: np.ndarray, *, max_samples: int = 300, seed
     distances = [pdist(x), pdist(y)]
     if any(d.size < 2 or np.ptp(d) == 0 for d in distances):
         return float("nan")
-    return float(spearmanr(*distances).statistic)
+    return _spearman(*distances)
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman correlation of two 1-D arrays without constant ones: the Pearson correlation of their
+    average ranks, as ``scipy.stats.spearmanr`` computes it (its tie-aware ranking by a stable sort
+    costs 4x this one's on an RDM's 44,850 distances, and the engine ranks two every epoch per run)."""
+    ranks = [_average_ranks(values) for values in (x, y)]
+    x_ranks, y_ranks = (r - r.mean() for r in ranks)
+    return float(x_ranks @ y_ranks / np.sqrt((x_ranks @ x_ranks) * (y_ranks @ y_ranks)))
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``values``, tied values sharing the mean of their ranks (``scipy.stats.rankdata``'s default)."""
+    order = np.argsort(values)
+    ordered = values[order]
+    first = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # where each run of equal values starts
+    size = np.diff(np.r_[first, len(values)])
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat(first + (size + 1) / 2, size)
+    return ranks
 
 
 def _sem(values: np.ndarray) -> float:

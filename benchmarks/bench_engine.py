@@ -13,8 +13,11 @@ contrastive transfer loss at alpha 0.05.
 - engine: :func:`b2m_neuro.engine.fit_runs` on R runs at once (automatic group size, backend
   "auto"), for R = 1, 4, 16, 64 (``--quick``: 1, 4, 16).
 
-Prints run-epochs per second (wall clock, and per CPU second of this process, the steadier
-measure on a shared machine) and the ratio engine / baseline, for hidden 512 and 128.
+Prints run-epochs per second (wall clock, and per CPU second of this process) and the ratio
+engine / baseline, for hidden 512 and 128. The baseline is measured again just before each engine
+row: a shared machine's speed drifts by tens of percent within minutes, so only a ratio of two
+measurements taken together means anything; with ``--repeat N`` the median of the N paired ratios
+closes the output.
 Aim on a 2-core CPU at R = 16: 3x or more at hidden 512, 6x or more at hidden 128.
 
     .venv/bin/python benchmarks/bench_engine.py --quick --threads 1
@@ -145,9 +148,10 @@ def engine_rate(data: TaskData, hidden: int, n_runs: int, device: str = "cpu") -
     return rates(lambda: fit_runs(runs, device=device, progress=False), n_runs, device)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="R = 1, 4, 16 only")
+    parser.add_argument("--runs", type=int, nargs="+", default=None, help="the values of R (default 1 4 16 64)")
     parser.add_argument("--episodes", type=int, default=40, help="training episodes (sequences) per epoch")
     parser.add_argument("--points", type=int, default=10, help="time points per trial (200 at time_stride 1)")
     parser.add_argument("--test", type=int, default=100, help="test sequences evaluated after each epoch")
@@ -155,28 +159,34 @@ def main() -> None:
     parser.add_argument("--baseline-runs", type=int, default=2, help="sequential run-epochs timed for the baseline")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--repeat", type=int, default=1, help="measure the whole table this many times")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     data = memory_like_data(episodes=args.episodes, points=args.points, n_test=args.test)
     print(f"data: {args.episodes} training episodes, mean length {data.train_lengths.mean():.0f} steps; "
           f"{args.test} test sequences; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    counts = [1, 4, 16] if args.quick else [1, 4, 16, 64]
+    counts = args.runs or ([1, 4, 16] if args.quick else [1, 4, 16, 64])
     small = memory_like_data(episodes=2, points=2, n_test=2)
     baseline_rate(small, 8, 1), engine_rate(small, 8, 2)  # warm-up: imports and first-call costs stay out of the timings
+    ratios: dict[tuple[int, int], list[float]] = {}
     for _ in range(args.repeat):
         print(f"load average {' '.join(f'{load:.2f}' for load in os.getloadavg())} (1, 5, 15 min)")
         print(f"{'hidden':>6} {'R':>4} {'group':>5} | {'run-epochs per second':^33} | {'per CPU second':^31}")
         print(f"{'':>6} {'':>4} {'':>5} | {'baseline':>10} {'engine':>10} {'ratio':>9} | "
               f"{'baseline':>10} {'engine':>10} {'ratio':>7}")
         for hidden in args.hidden:
-            baseline = baseline_rate(data, hidden, args.baseline_runs)
-            for n_runs in counts:
+            for n_runs in counts:  # the baseline measured just before each engine row: a shared machine's speed drifts
+                baseline = baseline_rate(data, hidden, args.baseline_runs)
                 group = auto_group_size(hidden, N_INPUTS, n_runs=n_runs)
                 engine = engine_rate(data, hidden, n_runs)
+                ratios.setdefault((hidden, n_runs), []).append(engine[0] / baseline[0])
                 print(f"{hidden:>6} {n_runs:>4} {group:>5} | {baseline[0]:>10.3f} {engine[0]:>10.3f} "
                       f"{engine[0] / baseline[0]:>8.2f}x | {baseline[1]:>10.3f} {engine[1]:>10.3f} "
                       f"{engine[1] / baseline[1]:>6.2f}x", flush=True)
+    if args.repeat > 1:
+        print(f"median ratio (wall clock) over {args.repeat} paired measurements:")
+        for (hidden, n_runs), values in ratios.items():
+            print(f"{hidden:>6} {n_runs:>4}   {np.median(values):.2f}x  (" + ", ".join(f"{v:.2f}" for v in values) + ")")
 
 
 if __name__ == "__main__":

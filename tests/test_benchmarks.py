@@ -64,3 +64,18 @@ def test_cebra_benchmark_compares_both_label_searches_at_small_size(capsys, monk
         assert re.search(rf"^\s+{search}\s+5\s+[\d.]+\s+[\d.]+ \| loss [\d.]+ \| consistency", printed, re.MULTILINE), search
     assert "largest difference between the two embeddings: 0\n" in printed  # the same training, step for step
     assert re.search(r"^\s+distinct\s+3\s", printed, re.MULTILINE)
+
+
+def test_engine_benchmark_pairs_each_engine_row_with_a_baseline(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench_engine = importlib.import_module("bench_engine")
+    bench_engine.main(["--runs", "1", "2", "--hidden", "8", "--episodes", "3", "--points", "2", "--test", "4",
+                       "--baseline-runs", "1", "--repeat", "2", "--threads", "1"])
+    printed = capsys.readouterr().out
+    rows = re.findall(r"^\s+8\s+([12])\s+\d+ \|\s+[\d.]+\s+[\d.]+\s+([\d.]+)x", printed, re.MULTILINE)
+    assert [runs for runs, _ in rows] == ["1", "2", "1", "2"]  # R = 1 and 2, measured twice
+    medians = re.findall(r"^\s+8\s+([12])\s+([\d.]+)x  \(([\d.]+), ([\d.]+)\)$", printed, re.MULTILINE)
+    assert [m[0] for m in medians] == ["1", "2"]
+    for runs, median, first, second in medians:  # the median of the two paired ratios printed above
+        assert float(median) == pytest.approx((float(first) + float(second)) / 2, abs=0.006)
+        assert {first, second} == {ratio for r, ratio in rows if r == runs}
