@@ -389,8 +389,8 @@ class StackedAdam:
                     grad = torch.where(active.view(shape), grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
                 exp_avg.lerp_(grad, 1 - beta1)
                 exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                denom = (exp_avg_sq.sqrt() / correction2_sqrt).add_(self.eps)
-                param.sub_(step_size.view(shape) * exp_avg / denom)
+                update = exp_avg_sq.sqrt().div_(correction2_sqrt).add_(self.eps)  # the denominator, then the update
+                param.sub_(torch.div(exp_avg, update, out=update).mul_(step_size.view(shape)))
 
 
 # --- groups (the model protocol) ---------------------------------------------------------------
