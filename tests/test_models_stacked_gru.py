@@ -5,7 +5,7 @@ from test_models import one_torch_thread  # noqa: F401 (autouse fixture)
 
 from b2m_neuro.models import get_model
 from b2m_neuro.models.gru import ReferenceGRU
-from b2m_neuro.models.stacked_gru import StackedReferenceGRUs, stacked_gru
+from b2m_neuro.models.stacked_gru import StackedReferenceGRUs, Workspace, stacked_gru
 
 GRU_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
 CPU = torch.device("cpu")
@@ -60,6 +60,25 @@ def test_stacked_gru_matches_nn_gru_outputs_and_gradients(lengths):
     for weight, name in zip(weights, GRU_NAMES):
         torch.testing.assert_close(weight.grad, torch.stack([getattr(g, name).grad for g in grus]), rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_a_workspace_reused_by_successive_passes_changes_nothing_and_guards_saved_activations():
+    torch.manual_seed(1)
+    grus = [torch.nn.GRU(4, 5, batch_first=True) for _ in range(3)]
+    workspace = Workspace()
+    for steps, lengths in ((6, [6, 2, 4]), (4, [1, 4, 3]), (6, None)):  # buffers reused, smaller and larger
+        inputs = torch.randn(3, 2, steps, 4, dtype=torch.float64)
+        fresh, reused = stacked_weights(grus, torch.float64), stacked_weights(grus, torch.float64)
+        upstream = torch.randn(3, 2, steps, 5, dtype=torch.float64)
+        (stacked_gru(inputs, *fresh, lengths=lengths) * upstream).sum().backward()
+        (stacked_gru(inputs, *reused, lengths=lengths, workspace=workspace) * upstream).sum().backward()
+        for a, b in zip(fresh, reused):
+            torch.testing.assert_close(b.grad, a.grad, rtol=0, atol=0)
+    weights = stacked_weights(grus)
+    first = stacked_gru(torch.randn(3, 2, 6, 4), *weights, workspace=workspace)
+    stacked_gru(torch.randn(3, 2, 6, 4), *weights, workspace=workspace)  # overwrites the first pass's activations
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        first.sum().backward()
 
 
 def test_the_reference_gru_is_nn_gru():
