@@ -305,12 +305,14 @@ def _gru_backward(grad_h, inputs, w_ih, w_hh, hidden, n, gates, *, active: list[
     previous = hidden[:-1]
     # dL/dh_t times these factors gives the gradients of the gate pre-activations (all forward-only), by
     # gate: d(r pre-activation) | d(z pre-activation) | d(W_hn h + b_hn)
-    to_n = (1 - z).mul_(1 - n * n)  # -> d(W_in x + b_in + r * (W_hn h + b_hn))
+    # (a * (1 - b) is formed as a - a * b: no temporary tensor)
+    to_n = workspace.empty("to_n", n.shape, n)  # (1 - z)(1 - n^2) -> d(W_in x + b_in + r * (W_hn h + b_hn))
+    torch.mul(n, n, out=to_n).neg_().add_(1).addcmul_(to_n, z, value=-1)
     factors = workspace.empty("factors", gates.shape, gates)
     factor_r, factor_z, factor_n = factors[..., :size], factors[..., size:2 * size], factors[..., 2 * size:]
     torch.mul(to_n, r, out=factor_n)
-    torch.mul(factor_n, gh_n, out=factor_r).mul_(1 - r)
-    torch.sub(previous, n, out=factor_z).mul_(z).mul_(1 - z)
+    torch.mul(factor_n, gh_n, out=factor_r).addcmul_(factor_r, r, value=-1)
+    torch.sub(previous, n, out=factor_z).mul_(z).addcmul_(factor_z, z, value=-1)
     _zero_where_inactive(grad_h, active)  # steps a run did not compute get no gradient
     grad_gh = _zero_where_inactive(workspace.empty("grad_gh", gates.shape, gates), active)
     by_gate = (*gates.shape[:3], 3, size)
