@@ -155,3 +155,25 @@ def test_prediction_with_sequence_lengths_skips_only_the_steps_past_each_sequenc
             torch.testing.assert_close(outputs[row, b, within], expected[b, within])
         full = group.predict(inputs, [r], steps)[1][0]
         assert not torch.allclose(embedding[row, 2, -1], full[2, -1])  # row 2 ended at step 2: not computed
+
+
+def test_dropout_keeps_units_with_probability_one_minus_p_from_each_runs_own_generator():
+    nets = networks(3)
+    for net, p in zip(nets, (0.3, 0.0, 0.5)):
+        net.dropout.p = p
+
+    def scale(seeds, lengths):
+        generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        group = StackedReferenceGRUs(nets, generators=generators, device=CPU, backend="stacked")
+        return group._dropout_scale((3, 4, 50, 64), lengths)
+
+    first = scale([1, 2, 3], [50, 20, 30])
+    kept = first[0] > 0
+    assert first[0].unique().tolist() == [0.0, pytest.approx(1 / 0.7)]
+    assert abs(kept.float().mean().item() - 0.7) < 0.02  # 12,800 units
+    assert torch.equal(first[1], torch.ones(4, 50, 64))  # p = 0: nothing dropped
+    assert torch.equal(first[2, :, 30:], torch.ones(4, 20, 64))  # past the run's own length: untouched
+    assert abs((first[2, :, :30] > 0).float().mean().item() - 0.5) < 0.03  # p = 0.5 over its 30 steps
+    again = scale([7, 9, 3], [44, 40, 30])  # run 2's mask: from its own generator and length only
+    torch.testing.assert_close(again[2], first[2], rtol=0, atol=0)
+    assert not torch.equal(scale([1, 2, 4], [50, 20, 30])[2], first[2])

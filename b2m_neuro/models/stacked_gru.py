@@ -460,6 +460,12 @@ class StackedReferenceGRUs:
         return torch.stack(outputs)
 
     def _dropout_scale(self, shape, lengths: Sequence[int]):
+        """Per run, ``1 / (1 - p)`` where a unit is kept (probability ``1 - p``) and 0 where it is dropped.
+
+        A unit is kept where a uniform double from the run's generator is below ``1 - p``: the very masks
+        that torch's CPU ``bernoulli_(1 - p)`` draws with its own kernel, in half the time, on every
+        processor (on Intel's, ``bernoulli_`` uses MKL's generator instead and draws other masks).
+        """
         runs, batch, steps, size = shape
         scale = torch.ones(shape, device=self.device)
         for r, (p, generator) in enumerate(zip(self.dropout, self.generators)):
@@ -468,8 +474,8 @@ class StackedReferenceGRUs:
             if p == 1:
                 scale[r] = 0.0
                 continue
-            mask = torch.empty(batch, int(lengths[r]), size, device=self.device).bernoulli_(1 - p, generator=generator)
-            scale[r, :, : int(lengths[r])] = mask / (1 - p)
+            draws = torch.rand(batch, int(lengths[r]), size, dtype=torch.float64, generator=generator, device=self.device)
+            scale[r, :, : int(lengths[r])] = (draws < 1 - p) / (1 - p)
         return scale
 
     def _head(self, hidden, weights):
