@@ -155,6 +155,10 @@ def test_prediction_with_sequence_lengths_skips_only_the_steps_past_each_sequenc
             torch.testing.assert_close(outputs[row, b, within], expected[b, within])
         full = group.predict(inputs, [r], steps)[1][0]
         assert not torch.allclose(embedding[row, 2, -1], full[2, -1])  # row 2 ended at step 2: not computed
+    # past every sequence's end, every row reads the zero state: the embedding layer's bias
+    embedding = group.predict(inputs, [1, 0], [1, 6], [2, 3, 1])[1]
+    for row, r in enumerate([1, 0]):
+        torch.testing.assert_close(embedding[row, :, 1], nets[r].embedding.bias.detach().expand(3, -1))
 
 
 def test_dropout_keeps_units_with_probability_one_minus_p_from_each_runs_own_generator():
