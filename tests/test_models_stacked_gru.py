@@ -1,14 +1,18 @@
+import logging
+import shutil
+
 import pytest
 import torch
 from _reference_implementations.gru import reference_gru
 from test_models import one_torch_thread  # noqa: F401 (autouse fixture)
 
-from b2m_neuro.models import get_model
+from b2m_neuro.models import get_model, gru_kernel
 from b2m_neuro.models.gru import ReferenceGRU
 from b2m_neuro.models.stacked_gru import StackedReferenceGRUs, Workspace, stacked_gru
 
 GRU_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
 CPU = torch.device("cpu")
+LOOPS = pytest.mark.parametrize("compiled", [True, False], ids=["compiled loops", "torch loops"])
 
 
 def stacked_weights(grus, dtype=torch.float32):
@@ -25,14 +29,15 @@ def run_by_run(gru_of_run, inputs, lengths):
 # --- stacked_gru -------------------------------------------------------------------------------
 
 
+@LOOPS
 @pytest.mark.parametrize("lengths", [None, [6, 2, 4], [1, 6, 3], [3, 2, 4]])  # the last: every run ends early
-def test_stacked_gru_matches_the_reference_gru_outputs_and_gradients(lengths):
+def test_stacked_gru_matches_the_reference_gru_outputs_and_gradients(lengths, compiled):
     torch.manual_seed(0)
     grus = [torch.nn.GRU(4, 5, batch_first=True) for _ in range(3)]
     inputs = torch.randn(3, 2, 6, 4, dtype=torch.float64)
     weights, reference_weights = stacked_weights(grus, torch.float64), stacked_weights(grus, torch.float64)
     x, x_ref = inputs.clone().requires_grad_(), inputs.clone().requires_grad_()
-    ours = stacked_gru(x, *weights, lengths=lengths)
+    ours = stacked_gru(x, *weights, lengths=lengths, compiled=compiled)
     reference = run_by_run(lambda r, x_r: reference_gru(x_r, *(w[r] for w in reference_weights)), x_ref,
                            lengths or [6, 6, 6])
     torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
@@ -44,14 +49,15 @@ def test_stacked_gru_matches_the_reference_gru_outputs_and_gradients(lengths):
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-10, atol=1e-12)
 
 
+@LOOPS
 @pytest.mark.parametrize("lengths", [None, [6, 2, 4]])
-def test_stacked_gru_matches_nn_gru_outputs_and_gradients(lengths):
+def test_stacked_gru_matches_nn_gru_outputs_and_gradients(lengths, compiled):
     torch.manual_seed(0)
     grus = [torch.nn.GRU(4, 5, batch_first=True) for _ in range(3)]
     inputs = torch.randn(3, 2, 6, 4)
     weights = stacked_weights(grus)
     x, x_ref = inputs.clone().requires_grad_(), inputs.clone().requires_grad_()
-    ours = stacked_gru(x, *weights, lengths=lengths)
+    ours = stacked_gru(x, *weights, lengths=lengths, compiled=compiled)
     reference = run_by_run(lambda r, x_r: grus[r](x_r)[0], x_ref, lengths or [6, 6, 6])
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
     upstream = torch.randn_like(ours)
@@ -62,7 +68,8 @@ def test_stacked_gru_matches_nn_gru_outputs_and_gradients(lengths):
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-4, atol=1e-6)
 
 
-def test_a_workspace_reused_by_successive_passes_changes_nothing_and_guards_saved_activations():
+@LOOPS
+def test_a_workspace_reused_by_successive_passes_changes_nothing_and_guards_saved_activations(compiled):
     torch.manual_seed(1)
     grus = [torch.nn.GRU(4, 5, batch_first=True) for _ in range(3)]
     workspace = Workspace()
@@ -70,13 +77,13 @@ def test_a_workspace_reused_by_successive_passes_changes_nothing_and_guards_save
         inputs = torch.randn(3, 2, steps, 4, dtype=torch.float64)
         fresh, reused = stacked_weights(grus, torch.float64), stacked_weights(grus, torch.float64)
         upstream = torch.randn(3, 2, steps, 5, dtype=torch.float64)
-        (stacked_gru(inputs, *fresh, lengths=lengths) * upstream).sum().backward()
-        (stacked_gru(inputs, *reused, lengths=lengths, workspace=workspace) * upstream).sum().backward()
+        (stacked_gru(inputs, *fresh, lengths=lengths, compiled=compiled) * upstream).sum().backward()
+        (stacked_gru(inputs, *reused, lengths=lengths, workspace=workspace, compiled=compiled) * upstream).sum().backward()
         for a, b in zip(fresh, reused):
             torch.testing.assert_close(b.grad, a.grad, rtol=0, atol=0)
     weights = stacked_weights(grus)
-    first = stacked_gru(torch.randn(3, 2, 6, 4), *weights, workspace=workspace)
-    stacked_gru(torch.randn(3, 2, 6, 4), *weights, workspace=workspace)  # overwrites the first pass's activations
+    first = stacked_gru(torch.randn(3, 2, 6, 4), *weights, workspace=workspace, compiled=compiled)
+    stacked_gru(torch.randn(3, 2, 6, 4), *weights, workspace=workspace, compiled=compiled)  # overwrites the first pass's activations
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         first.sum().backward()
 
@@ -88,13 +95,49 @@ def test_the_reference_gru_is_nn_gru():
     torch.testing.assert_close(reference_gru(inputs, *(getattr(gru, name) for name in GRU_NAMES)), gru(inputs)[0])
 
 
+@LOOPS
 @pytest.mark.parametrize("lengths", [None, [3, 1]])
-def test_stacked_gru_gradients_pass_gradcheck(lengths):
+def test_stacked_gru_gradients_pass_gradcheck(lengths, compiled):
     torch.manual_seed(1)
     grus = [torch.nn.GRU(2, 3, batch_first=True) for _ in range(2)]
     inputs = torch.randn(2, 2, 3, 2, dtype=torch.float64, requires_grad=True)
     weights = stacked_weights(grus, torch.float64)
-    assert torch.autograd.gradcheck(lambda x, *w: stacked_gru(x, *w, lengths=lengths), (inputs, *weights))
+    assert torch.autograd.gradcheck(lambda x, *w: stacked_gru(x, *w, lengths=lengths, compiled=compiled),
+                                    (inputs, *weights))
+
+
+def test_the_compiled_loops_are_built_here_and_used_by_default():
+    if shutil.which("c++") is None:
+        pytest.skip("no c++ compiler on this machine: stacked_gru runs its torch loops")
+    assert gru_kernel.load() is not None
+    torch.manual_seed(2)
+    weights = stacked_weights([torch.nn.GRU(3, 16, batch_first=True) for _ in range(4)])
+    inputs = torch.randn(4, 3, 9, 3)
+    default, compiled, torch_loops = (stacked_gru(inputs, *weights, lengths=[9, 4, 7, 1], compiled=choice)
+                                      for choice in (None, True, False))
+    torch.testing.assert_close(default, compiled, rtol=0, atol=0)
+    torch.testing.assert_close(compiled, torch_loops, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(compiled, torch_loops)  # two implementations, their own rounding
+
+
+def test_without_a_compiler_stacked_gru_says_so_once_and_runs_its_torch_loops(monkeypatch, caplog):
+    torch.manual_seed(2)
+    weights = stacked_weights([torch.nn.GRU(3, 4, batch_first=True) for _ in range(2)])
+    inputs = torch.randn(2, 1, 5, 3)
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    gru_kernel.load.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger=gru_kernel.__name__):
+            outputs = stacked_gru(inputs, *weights)
+            stacked_gru(inputs, *weights)
+        [record] = caplog.records  # said once: the outcome is kept for the process
+        assert "compiled GRU loops are not available (no-such-compiler -O3" in record.getMessage()
+        assert record.getMessage().endswith("the stacked GRU runs its torch loops")
+        torch.testing.assert_close(outputs, stacked_gru(inputs, *weights, compiled=False), rtol=0, atol=0)
+        with pytest.raises(ValueError, match="need a C.. compiler"):
+            stacked_gru(inputs, *weights, compiled=True)
+    finally:
+        gru_kernel.load.cache_clear()  # the next caller builds them again, with the real compiler
 
 
 # --- the group of reference GRUs -----------------------------------------------------------------

@@ -33,14 +33,16 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
+from b2m_neuro.models import gru_kernel
+
 __all__ = ["stacked_gru", "StackedReferenceGRUs", "Workspace"]
 
 _PROJECTION_BLOCK_BYTES = 512 * 2**10  # input projections: a reused buffer of this size, some steps at a time
 
 
 def stacked_gru(inputs: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
-                b_hh: torch.Tensor, lengths: Sequence[int] | None = None,
-                workspace: Workspace | None = None) -> torch.Tensor:
+                b_hh: torch.Tensor, lengths: Sequence[int] | None = None, workspace: Workspace | None = None,
+                compiled: bool | None = None) -> torch.Tensor:
     """R independent one-layer GRUs (PyTorch's equations, zero initial state) in one pass.
 
     Parameters
@@ -58,6 +60,10 @@ def stacked_gru(inputs: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_
         the backward pass) and the backward pass's gate gradients, used again by the next call
         with the same workspace. The backward pass of one call must come before the next call's
         forward pass (else autograd refuses it: the saved activations were overwritten).
+    compiled
+        Run the time loops as compiled code (:mod:`b2m_neuro.models.gru_kernel`; CPU tensors, float32 or
+        float64): ``None`` (default) where it can, ``False`` never (torch operations step by step; the same
+        results to rounding), ``True`` always (``ValueError`` where it cannot).
 
     Returns
     -------
@@ -75,7 +81,12 @@ def stacked_gru(inputs: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_
     """
     steps = inputs.shape[2]
     lengths = np.full(w_hh.shape[0], steps) if lengths is None else np.minimum(np.asarray(lengths, int), steps)
-    return _StackedGRUFunction.apply(inputs, w_ih, w_hh, b_ih, b_hh, lengths, workspace or Workspace())
+    if compiled is None:
+        compiled = gru_kernel.supports(w_hh)
+    elif compiled and not gru_kernel.supports(w_hh):
+        raise ValueError(f"no compiled GRU loops for {w_hh.dtype} tensors on {w_hh.device} (they take float32 or "
+                         "float64 on a CPU, and need a C++ compiler: see b2m_neuro.models.gru_kernel)")
+    return _StackedGRUFunction.apply(inputs, w_ih, w_hh, b_ih, b_hh, lengths, workspace or Workspace(), compiled)
 
 
 class Workspace:
@@ -108,16 +119,16 @@ class _StackedGRUFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, inputs, w_ih, w_hh, b_ih, b_hh, lengths, workspace):
+    def forward(ctx, inputs, w_ih, w_hh, b_ih, b_hh, lengths, workspace, compiled):
         order = np.argsort(-lengths, kind="stable")
         ctx.order = torch.as_tensor(order, device=w_hh.device)
         ctx.restore = torch.as_tensor(np.argsort(order), device=w_hh.device)
         ctx.lengths = lengths[order].tolist()
         ctx.active = (lengths[order][None, :] > np.arange(inputs.shape[2])[:, None]).sum(1).tolist()
         inputs, w_ih, w_hh, b_ih, b_hh = (tensor.index_select(0, ctx.order) for tensor in (inputs, w_ih, w_hh, b_ih, b_hh))
-        ctx.workspace = workspace
+        ctx.workspace, ctx.compiled = workspace, compiled
         hidden, n, gates = _gru_forward(inputs, w_ih, w_hh.transpose(1, 2).contiguous(), b_ih, b_hh,
-                                        active=ctx.active, workspace=workspace)
+                                        active=ctx.active, workspace=workspace, compiled=compiled)
         ctx.save_for_backward(inputs, w_ih, w_hh, hidden, n, gates)
         return hidden[1:].permute(1, 2, 0, 3).index_select(0, ctx.restore)
 
@@ -127,8 +138,8 @@ class _StackedGRUFunction(torch.autograd.Function):
         inputs, w_ih, w_hh, hidden, n, gates = ctx.saved_tensors
         grad_h = grad_output.permute(2, 0, 1, 3).index_select(1, ctx.order).contiguous()  # time-major, one copy
         grads = _gru_backward(grad_h, inputs, w_ih, w_hh, hidden, n, gates, active=ctx.active, lengths=ctx.lengths,
-                              input_grad=ctx.needs_input_grad[0], workspace=ctx.workspace)
-        return *(None if grad is None else grad.index_select(0, ctx.restore) for grad in grads), None, None
+                              input_grad=ctx.needs_input_grad[0], workspace=ctx.workspace, compiled=ctx.compiled)
+        return *(None if grad is None else grad.index_select(0, ctx.restore) for grad in grads), None, None, None
 
 
 def _collector_paused(function: Callable) -> Callable:
@@ -152,10 +163,9 @@ def _collector_paused(function: Callable) -> Callable:
     return paused
 
 
-@_collector_paused
-def _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, *, active: list[int], workspace: Workspace):
-    """The training time loop: each step is one batched matrix product and four element-wise operations,
-    all written into preallocated buffers (no allocation and no tensor indexing inside the loop).
+def _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, *, active: list[int], workspace: Workspace, compiled: bool):
+    """The training time loop, compiled (:mod:`~b2m_neuro.models.gru_kernel`) or in torch operations
+    (:func:`_forward_steps`).
 
     ``w_hh_t`` is ``w_hh`` transposed, ``(R, H, 3H)``, contiguous (read once per step; that layout
     reads fastest). ``active[t]``: step t is computed for runs ``[:active[t]]`` only (runs sorted by
@@ -170,6 +180,20 @@ def _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, *, active: list[int], workspa
     _zero_where_inactive(hidden[1:], active)
     gates = _zero_where_inactive(workspace.empty("gates", (steps, runs, batch, 3 * size), w_hh_t), active)
     n = _zero_where_inactive(workspace.empty("n", (steps, runs, batch, size), w_hh_t), active)
+    if compiled:
+        weight, bias = _input_weights(w_ih, b_ih, b_hh)
+        gru_kernel.forward(inputs, weight.contiguous(), bias, w_hh_t, hidden, gates, n, active)
+    else:
+        _forward_steps(inputs, w_ih, w_hh_t, b_ih, b_hh, hidden, gates, n, active)
+    return hidden, n, gates
+
+
+@_collector_paused
+def _forward_steps(inputs, w_ih, w_hh_t, b_ih, b_hh, hidden, gates, n, active: list[int]) -> None:
+    """The training time loop in torch operations: each step is one batched matrix product and four
+    element-wise operations, all written into the preallocated buffers of :func:`_gru_forward` (no
+    allocation and no tensor indexing inside the loop)."""
+    size = w_hh_t.shape[1]
     buffers = (gates, gates[..., : 2 * size], gates[..., 2 * size:], gates[..., :size], gates[..., size:2 * size], n)
     for block_start, offsets, input_n in _input_projections(inputs, w_ih, b_ih, b_hh):
         for start, stop, k in _segments(active, block_start, block_start + offsets.shape[1]):
@@ -180,7 +204,6 @@ def _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, *, active: list[int], workspa
             per_step = zip(offsets[:k, local].unbind(1), input_n[:k, local].unbind(1), states[:-1], states[1:], *views)
             for offset, input_n_t, h, h_next, *views_t in per_step:
                 _cell(offset, input_n_t, h, h_next, weights, *views_t)
-    return hidden, n, gates
 
 
 @_collector_paused
@@ -291,18 +314,17 @@ def _input_projections(inputs, w_ih, b_ih, b_hh):
         yield start, projected[..., : 3 * size], projected[..., 3 * size:]
 
 
-@_collector_paused
 def _gru_backward(grad_h, inputs, w_ih, w_hh, hidden, n, gates, *, active: list[int], lengths: list[int],
-                  input_grad: bool, workspace: Workspace):
+                  input_grad: bool, workspace: Workspace, compiled: bool):
     """Backward through time carrying only ``dL/dh``; weight gradients by matrix products over all steps.
 
     ``grad_h (T, R, B, H)``: the gradient of the outputs, time-major and contiguous; it is completed
     in place to ``dL/dh_t``. ``w_hh (R, 3H, H)`` contiguous (the layout that reads fastest for
-    ``dgh @ W_hh``); the step loop, like the forward's, writes into preallocated buffers only.
-    ``lengths``: each run's steps, in decreasing order; ``active[t]``: the runs still going at step t.
+    ``dgh @ W_hh``); the step loop, compiled or in torch operations (:func:`_backward_steps`), writes
+    into preallocated buffers only. ``lengths``: each run's steps, in decreasing order; ``active[t]``:
+    the runs still going at step t.
     """
     size = w_hh.shape[2]
-    steps = gates.shape[0]
     r, z, gh_n = gates[..., :size], gates[..., size:2 * size], gates[..., 2 * size:]
     previous = hidden[:-1]
     # dL/dh_t times these factors gives the gradients of the gate pre-activations (all forward-only), by
@@ -317,9 +339,28 @@ def _gru_backward(grad_h, inputs, w_ih, w_hh, hidden, n, gates, *, active: list[
     torch.sub(previous, n, out=factor_z).mul_(z).addcmul_(factor_z, z, value=-1)
     _zero_where_inactive(grad_h, active)  # steps a run did not compute get no gradient
     grad_gh = _zero_where_inactive(workspace.empty("grad_gh", gates.shape, gates), active)
-    by_gate = (*gates.shape[:3], 3, size)
-    for start, stop, k in reversed(_segments(active, 0, steps)):
-        # dgh_t = factors_t * dh_t (per gate); dh_(t-1) += dh_t * z_t + dgh_t @ W_hh
+    if compiled:
+        gru_kernel.backward(factors, gates, w_hh, grad_h, grad_gh, active)
+    else:
+        _backward_steps(factors, z, w_hh, grad_h, grad_gh, active)
+    grad_w_hh = _recurrent_weight_gradient(grad_gh, previous, lengths)
+    grad_b_hh = grad_gh.sum((0, 2))
+    grad_gi = grad_gh  # from here on: its last H columns become d(W_in x + b_in)
+    torch.mul(grad_h, to_n, out=grad_gi[..., 2 * size:])
+    time_major_inputs = inputs.transpose(1, 2).transpose(0, 1)  # (T, R, B, I)
+    grad_w_ih = torch.einsum("trbi,trbg->rgi", time_major_inputs, grad_gi)  # this order: 10x faster for few inputs
+    grad_b_ih = grad_gi.sum((0, 2))
+    grad_inputs = torch.einsum("trbg,rgi->rbti", grad_gi, w_ih) if input_grad else None
+    return grad_inputs, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
+
+
+@_collector_paused
+def _backward_steps(factors, z, w_hh, grad_h, grad_gh, active: list[int]) -> None:
+    """The backward time loop of :func:`_gru_backward` in torch operations: per step, from the last,
+    ``dgh_t = factors_t * dh_t`` (per gate) into ``grad_gh``, and ``dh_(t-1) += dh_t * z_t + dgh_t @ W_hh`` in
+    ``grad_h``."""
+    by_gate = (*factors.shape[:3], 3, w_hh.shape[2])
+    for start, stop, k in reversed(_segments(active, 0, factors.shape[0])):
         grad_h_at = grad_h[max(start - 1, 0):stop, :k].unbind(0)  # steps start - 1 (if any) .. stop - 1
         now, earlier = (grad_h_at, (None, *grad_h_at[:-1])) if start == 0 else (grad_h_at[1:], grad_h_at[:-1])
         per_step = zip(factors.view(by_gate)[start:stop, :k].unbind(0), grad_gh.view(by_gate)[start:stop, :k].unbind(0),
@@ -330,15 +371,6 @@ def _gru_backward(grad_h, inputs, w_ih, w_hh, hidden, n, gates, *, active: list[
             torch.mul(factor, grad_h_by_gate, out=grad_by_gate)
             if grad_h_before is not None:
                 grad_h_before.addcmul_(grad_h_t, z_t).baddbmm_(grad_gates, weights)
-    grad_w_hh = _recurrent_weight_gradient(grad_gh, previous, lengths)
-    grad_b_hh = grad_gh.sum((0, 2))
-    grad_gi = grad_gh  # from here on: its last H columns become d(W_in x + b_in)
-    torch.mul(grad_h, to_n, out=grad_gi[..., 2 * size:])
-    time_major_inputs = inputs.transpose(1, 2).transpose(0, 1)  # (T, R, B, I)
-    grad_w_ih = torch.einsum("trbi,trbg->rgi", time_major_inputs, grad_gi)  # this order: 10x faster for few inputs
-    grad_b_ih = grad_gi.sum((0, 2))
-    grad_inputs = torch.einsum("trbg,rgi->rbti", grad_gi, w_ih) if input_grad else None
-    return grad_inputs, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
 
 
 def _recurrent_weight_gradient(grad_gh, previous, lengths: list[int]):

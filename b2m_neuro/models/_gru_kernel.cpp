@@ -1,0 +1,132 @@
+// The time loops of b2m_neuro.models.stacked_gru, compiled (built and loaded by gru_kernel.py).
+//
+// Same equations, buffers and layouts as the torch loops in stacked_gru.py (PyTorch's GRU: gates r, z, n).
+// Each step of each run still going is a few thousand multiply-adds; as torch operations, the
+// dispatch and the tensor views around them cost about as much as the arithmetic.
+// Runs are sorted by decreasing length: step t is computed for runs [0, active[t]).
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+using Index = std::int64_t;
+
+template <typename Real>
+inline void add_scaled(Real scale, const Real* row, Real* target, Index count) {
+    for (Index j = 0; j < count; ++j) target[j] += scale * row[j];
+}
+
+// tanh(a) is formed as 2 sigmoid(2a) - 1: std::tanh took about as long as the rest of a step.
+template <typename Real>
+inline Real sigmoid(Real a) {
+    return Real(1) / (Real(1) + std::exp(-a));
+}
+
+// inputs (R, B, T, I); w_input (R, I, 4H) and bias (R, 4H), by column
+// W_ir x + b_ir + b_hr | W_iz x + b_iz + b_hz | b_hn | W_in x + b_in; w_hidden_t (R, H, 3H).
+// Writes hidden (T + 1, R, B, H) from step 1 on (hidden[0] is the zero state), gates (T, R, B, 3H):
+// r | z | W_hn h + b_hn, and candidate (T, R, B, H): n.
+template <typename Real>
+void forward(Index steps, Index runs, Index batch, Index size, Index width, const Index* active,
+             const Real* inputs, const Real* w_input, const Real* bias, const Real* w_hidden_t,
+             Real* hidden, Real* gates, Real* candidate) {
+    const Index width3 = 3 * size, width4 = 4 * size;
+    std::vector<Real> terms(batch * width4);  // per sequence: the step's r | z | W_hn h + b_hn | W_in x + b_in
+    for (Index t = 0; t < steps; ++t) {
+        for (Index r = 0; r < active[t]; ++r) {
+            const Real* input_weights = w_input + r * width * width4;
+            const Real* hidden_weights = w_hidden_t + r * size * width3;
+            const Index first = (t * runs + r) * batch;  // (t, r, b = 0) in the time-major buffers
+            for (Index b = 0; b < batch; ++b) {
+                Real* row = &terms[b * width4];
+                const Real* x = inputs + ((r * batch + b) * steps + t) * width;
+                for (Index j = 0; j < width4; ++j) row[j] = bias[r * width4 + j];
+                for (Index i = 0; i < width; ++i) add_scaled(x[i], input_weights + i * width4, row, width4);
+            }
+            for (Index i = 0; i < size; ++i) {  // one row of weights for every sequence
+                for (Index b = 0; b < batch; ++b) {
+                    add_scaled(hidden[(first + b) * size + i], hidden_weights + i * width3, &terms[b * width4], width3);
+                }
+            }
+            for (Index b = 0; b < batch; ++b) {
+                const Real* row = &terms[b * width4];
+                const Real* h = hidden + (first + b) * size;
+                Real* h_next = hidden + (first + runs * batch + b) * size;
+                Real* gate = gates + (first + b) * width3;
+                Real* n = candidate + (first + b) * size;
+                for (Index j = 0; j < 2 * size; ++j) gate[j] = sigmoid(row[j]);
+                for (Index j = 0; j < size; ++j) {
+                    gate[2 * size + j] = row[2 * size + j];
+                    n[j] = Real(2) * sigmoid(Real(2) * (row[3 * size + j] + gate[j] * row[2 * size + j])) - Real(1);
+                    h_next[j] = n[j] + gate[size + j] * (h[j] - n[j]);
+                }
+            }
+        }
+    }
+}
+
+// factors (T, R, B, 3H): what dL/dh_t is multiplied by, per gate, for the gradient of the gate
+// pre-activations (r | z | W_hn h + b_hn); gates as the forward pass wrote them (z: columns H..2H);
+// w_hidden (R, 3H, H). grad_h (T, R, B, H) holds the outputs' gradient and is completed in place to
+// dL/dh_t; grad_gh (T, R, B, 3H) receives the gate gradients.
+template <typename Real>
+void backward(Index steps, Index runs, Index batch, Index size, const Index* active, const Real* factors,
+              const Real* gates, const Real* w_hidden, Real* grad_h, Real* grad_gh) {
+    const Index width3 = 3 * size;
+    for (Index t = steps - 1; t >= 0; --t) {
+        for (Index r = 0; r < active[t]; ++r) {
+            const Real* weights = w_hidden + r * width3 * size;
+            const Index first = (t * runs + r) * batch;
+            for (Index b = 0; b < batch; ++b) {
+                const Real* dh = grad_h + (first + b) * size;
+                const Real* factor = factors + (first + b) * width3;
+                Real* dg = grad_gh + (first + b) * width3;
+                for (Index gate = 0; gate < 3; ++gate) {
+                    for (Index j = 0; j < size; ++j) dg[gate * size + j] = factor[gate * size + j] * dh[j];
+                }
+                if (t > 0) {  // dh_(t-1) += dh_t * z_t + dgh_t W_hh
+                    const Real* z = gates + (first + b) * width3 + size;
+                    Real* before = grad_h + (first - runs * batch + b) * size;
+                    for (Index j = 0; j < size; ++j) before[j] += dh[j] * z[j];
+                }
+            }
+            if (t == 0) continue;
+            for (Index g = 0; g < width3; ++g) {  // one row of weights for every sequence
+                for (Index b = 0; b < batch; ++b) {
+                    add_scaled(grad_gh[(first + b) * width3 + g], weights + g * size,
+                               grad_h + (first - runs * batch + b) * size, size);
+                }
+            }
+        }
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+void gru_forward_float(Index steps, Index runs, Index batch, Index size, Index width, const Index* active,
+                       const float* inputs, const float* w_input, const float* bias, const float* w_hidden_t,
+                       float* hidden, float* gates, float* candidate) {
+    forward(steps, runs, batch, size, width, active, inputs, w_input, bias, w_hidden_t, hidden, gates, candidate);
+}
+
+void gru_forward_double(Index steps, Index runs, Index batch, Index size, Index width, const Index* active,
+                        const double* inputs, const double* w_input, const double* bias, const double* w_hidden_t,
+                        double* hidden, double* gates, double* candidate) {
+    forward(steps, runs, batch, size, width, active, inputs, w_input, bias, w_hidden_t, hidden, gates, candidate);
+}
+
+void gru_backward_float(Index steps, Index runs, Index batch, Index size, const Index* active, const float* factors,
+                        const float* gates, const float* w_hidden, float* grad_h, float* grad_gh) {
+    backward(steps, runs, batch, size, active, factors, gates, w_hidden, grad_h, grad_gh);
+}
+
+void gru_backward_double(Index steps, Index runs, Index batch, Index size, const Index* active, const double* factors,
+                         const double* gates, const double* w_hidden, double* grad_h, double* grad_gh) {
+    backward(steps, runs, batch, size, active, factors, gates, w_hidden, grad_h, grad_gh);
+}
+
+}  // extern "C"
