@@ -3,7 +3,10 @@
 // Same equations, buffers and layouts as the torch loops in stacked_gru.py (PyTorch's GRU: gates r, z, n).
 // Each step of each run still going is a few thousand multiply-adds; as torch operations, the
 // dispatch and the tensor views around them cost about as much as the arithmetic.
-// Runs are sorted by decreasing length: step t is computed for runs [0, active[t]).
+// Runs are independent, so each is computed through all its steps before the next: its weights
+// (196 KB at hidden 128) stay in cache from step to step, where the torch loops, one batched product
+// per step over every run, read all runs' weights (3.1 MB for 16 runs) at every step. Run r is
+// computed for its first lengths[r] steps.
 
 #include <cmath>
 #include <cstdint>
@@ -13,9 +16,26 @@ namespace {
 
 using Index = std::int64_t;
 
+// target (columns) += vector (rows) @ matrix (rows x columns, row-major). The columns go in blocks of
+// 256 bytes whose sums stay in registers over all rows (adding each row straight into target also
+// loaded and stored target once per multiply-add, which took twice as long).
 template <typename Real>
-inline void add_scaled(Real scale, const Real* row, Real* target, Index count) {
-    for (Index j = 0; j < count; ++j) target[j] += scale * row[j];
+inline void add_product(const Real* vector, const Real* matrix, Index rows, Index columns, Real* target) {
+    constexpr Index block = 256 / sizeof(Real);
+    Index start = 0;
+    for (; start + block <= columns; start += block) {
+        Real sums[block];
+        for (Index j = 0; j < block; ++j) sums[j] = target[start + j];
+        for (Index i = 0; i < rows; ++i) {
+            const Real scale = vector[i];
+            const Real* row = matrix + i * columns + start;
+            for (Index j = 0; j < block; ++j) sums[j] += scale * row[j];
+        }
+        for (Index j = 0; j < block; ++j) target[start + j] = sums[j];
+    }
+    for (Index i = 0; i < rows; ++i) {  // the last columns, fewer than a block
+        for (Index j = start; j < columns; ++j) target[j] += vector[i] * matrix[i * columns + j];
+    }
 }
 
 // tanh(a) is formed as 2 sigmoid(2a) - 1: std::tanh took about as long as the rest of a step.
@@ -29,13 +49,13 @@ inline Real sigmoid(Real a) {
 // Writes hidden (T + 1, R, B, H) from step 1 on (hidden[0] is the zero state), gates (T, R, B, 3H):
 // r | z | W_hn h + b_hn, and candidate (T, R, B, H): n.
 template <typename Real>
-void forward(Index steps, Index runs, Index batch, Index size, Index width, const Index* active,
+void forward(Index steps, Index runs, Index batch, Index size, Index width, const Index* lengths,
              const Real* inputs, const Real* w_input, const Real* bias, const Real* w_hidden_t,
              Real* hidden, Real* gates, Real* candidate) {
     const Index width3 = 3 * size, width4 = 4 * size;
     std::vector<Real> terms(batch * width4);  // per sequence: the step's r | z | W_hn h + b_hn | W_in x + b_in
-    for (Index t = 0; t < steps; ++t) {
-        for (Index r = 0; r < active[t]; ++r) {
+    for (Index r = 0; r < runs; ++r) {
+        for (Index t = 0; t < lengths[r]; ++t) {
             const Real* input_weights = w_input + r * width * width4;
             const Real* hidden_weights = w_hidden_t + r * size * width3;
             const Index first = (t * runs + r) * batch;  // (t, r, b = 0) in the time-major buffers
@@ -43,12 +63,8 @@ void forward(Index steps, Index runs, Index batch, Index size, Index width, cons
                 Real* row = &terms[b * width4];
                 const Real* x = inputs + ((r * batch + b) * steps + t) * width;
                 for (Index j = 0; j < width4; ++j) row[j] = bias[r * width4 + j];
-                for (Index i = 0; i < width; ++i) add_scaled(x[i], input_weights + i * width4, row, width4);
-            }
-            for (Index i = 0; i < size; ++i) {  // one row of weights for every sequence
-                for (Index b = 0; b < batch; ++b) {
-                    add_scaled(hidden[(first + b) * size + i], hidden_weights + i * width3, &terms[b * width4], width3);
-                }
+                add_product(x, input_weights, width, width4, row);
+                add_product(hidden + (first + b) * size, hidden_weights, size, width3, row);
             }
             for (Index b = 0; b < batch; ++b) {
                 const Real* row = &terms[b * width4];
@@ -72,11 +88,11 @@ void forward(Index steps, Index runs, Index batch, Index size, Index width, cons
 // w_hidden (R, 3H, H). grad_h (T, R, B, H) holds the outputs' gradient and is completed in place to
 // dL/dh_t; grad_gh (T, R, B, 3H) receives the gate gradients.
 template <typename Real>
-void backward(Index steps, Index runs, Index batch, Index size, const Index* active, const Real* factors,
+void backward(Index runs, Index batch, Index size, const Index* lengths, const Real* factors,
               const Real* gates, const Real* w_hidden, Real* grad_h, Real* grad_gh) {
     const Index width3 = 3 * size;
-    for (Index t = steps - 1; t >= 0; --t) {
-        for (Index r = 0; r < active[t]; ++r) {
+    for (Index r = 0; r < runs; ++r) {
+        for (Index t = lengths[r] - 1; t >= 0; --t) {
             const Real* weights = w_hidden + r * width3 * size;
             const Index first = (t * runs + r) * batch;
             for (Index b = 0; b < batch; ++b) {
@@ -90,13 +106,7 @@ void backward(Index steps, Index runs, Index batch, Index size, const Index* act
                     const Real* z = gates + (first + b) * width3 + size;
                     Real* before = grad_h + (first - runs * batch + b) * size;
                     for (Index j = 0; j < size; ++j) before[j] += dh[j] * z[j];
-                }
-            }
-            if (t == 0) continue;
-            for (Index g = 0; g < width3; ++g) {  // one row of weights for every sequence
-                for (Index b = 0; b < batch; ++b) {
-                    add_scaled(grad_gh[(first + b) * width3 + g], weights + g * size,
-                               grad_h + (first - runs * batch + b) * size, size);
+                    add_product(dg, weights, width3, size, before);
                 }
             }
         }
@@ -107,26 +117,26 @@ void backward(Index steps, Index runs, Index batch, Index size, const Index* act
 
 extern "C" {
 
-void gru_forward_float(Index steps, Index runs, Index batch, Index size, Index width, const Index* active,
+void gru_forward_float(Index steps, Index runs, Index batch, Index size, Index width, const Index* lengths,
                        const float* inputs, const float* w_input, const float* bias, const float* w_hidden_t,
                        float* hidden, float* gates, float* candidate) {
-    forward(steps, runs, batch, size, width, active, inputs, w_input, bias, w_hidden_t, hidden, gates, candidate);
+    forward(steps, runs, batch, size, width, lengths, inputs, w_input, bias, w_hidden_t, hidden, gates, candidate);
 }
 
-void gru_forward_double(Index steps, Index runs, Index batch, Index size, Index width, const Index* active,
+void gru_forward_double(Index steps, Index runs, Index batch, Index size, Index width, const Index* lengths,
                         const double* inputs, const double* w_input, const double* bias, const double* w_hidden_t,
                         double* hidden, double* gates, double* candidate) {
-    forward(steps, runs, batch, size, width, active, inputs, w_input, bias, w_hidden_t, hidden, gates, candidate);
+    forward(steps, runs, batch, size, width, lengths, inputs, w_input, bias, w_hidden_t, hidden, gates, candidate);
 }
 
-void gru_backward_float(Index steps, Index runs, Index batch, Index size, const Index* active, const float* factors,
+void gru_backward_float(Index runs, Index batch, Index size, const Index* lengths, const float* factors,
                         const float* gates, const float* w_hidden, float* grad_h, float* grad_gh) {
-    backward(steps, runs, batch, size, active, factors, gates, w_hidden, grad_h, grad_gh);
+    backward(runs, batch, size, lengths, factors, gates, w_hidden, grad_h, grad_gh);
 }
 
-void gru_backward_double(Index steps, Index runs, Index batch, Index size, const Index* active, const double* factors,
+void gru_backward_double(Index runs, Index batch, Index size, const Index* lengths, const double* factors,
                          const double* gates, const double* w_hidden, double* grad_h, double* grad_gh) {
-    backward(steps, runs, batch, size, active, factors, gates, w_hidden, grad_h, grad_gh);
+    backward(runs, batch, size, lengths, factors, gates, w_hidden, grad_h, grad_gh);
 }
 
 }  // extern "C"

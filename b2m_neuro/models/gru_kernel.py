@@ -54,7 +54,7 @@ def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
     pointer, index = ctypes.c_void_p, ctypes.c_int64
     for suffix in _SUFFIX.values():
         getattr(library, f"gru_forward_{suffix}").argtypes = [index] * 5 + [pointer] * 8
-        getattr(library, f"gru_backward_{suffix}").argtypes = [index] * 4 + [pointer] * 6
+        getattr(library, f"gru_backward_{suffix}").argtypes = [index] * 3 + [pointer] * 6
         for name in (f"gru_forward_{suffix}", f"gru_backward_{suffix}"):
             getattr(library, name).restype = None
     return library
@@ -65,26 +65,26 @@ def supports(tensor: torch.Tensor) -> bool:
     return tensor.device.type == "cpu" and tensor.dtype in _SUFFIX and load() is not None
 
 
-def forward(inputs, w_input, bias, w_hidden_t, hidden, gates, candidate, active: Sequence[int]) -> None:
+def forward(inputs, w_input, bias, w_hidden_t, hidden, gates, candidate, lengths: Sequence[int]) -> None:
     """The training forward loop: ``inputs (R, B, T, I)``, ``w_input (R, I, 4H)``, ``bias (R, 1, 4H)`` (the
     input terms' weight and bias, as :func:`~b2m_neuro.models.stacked_gru._input_weights` gives them),
-    ``w_hidden_t (R, H, 3H)``; writes the steps ``active`` says into ``hidden (T + 1, R, B, H)`` (from step
-    1), ``gates (T, R, B, 3H)`` and ``candidate (T, R, B, H)``."""
+    ``w_hidden_t (R, H, 3H)``; writes run r's first ``lengths[r]`` steps into ``hidden (T + 1, R, B, H)``
+    (from step 1), ``gates (T, R, B, 3H)`` and ``candidate (T, R, B, H)``."""
     runs, batch, steps, width = inputs.shape
     tensors = _contiguous(inputs, w_input, bias, w_hidden_t, hidden, gates, candidate)
-    counts = np.ascontiguousarray(active, dtype=np.int64)
+    counts = np.ascontiguousarray(lengths, dtype=np.int64)
     _function("gru_forward", inputs)(steps, runs, batch, w_hidden_t.shape[1], width, counts.ctypes.data,
                                      *(tensor.data_ptr() for tensor in tensors))
 
 
-def backward(factors, gates, w_hidden, grad_h, grad_gh, active: Sequence[int]) -> None:
+def backward(factors, gates, w_hidden, grad_h, grad_gh, lengths: Sequence[int]) -> None:
     """The backward loop: from ``factors (T, R, B, 3H)``, ``gates`` (as the forward wrote them) and
     ``w_hidden (R, 3H, H)``, completes ``grad_h (T, R, B, H)`` in place to ``dL/dh_t`` and writes the gate
-    gradients into ``grad_gh (T, R, B, 3H)``, for the steps ``active`` says."""
-    steps, runs, batch, size = grad_h.shape
+    gradients into ``grad_gh (T, R, B, 3H)``, for run r's first ``lengths[r]`` steps."""
+    _, runs, batch, size = grad_h.shape
     tensors = _contiguous(factors, gates, w_hidden, grad_h, grad_gh)
-    counts = np.ascontiguousarray(active, dtype=np.int64)
-    _function("gru_backward", grad_h)(steps, runs, batch, size, counts.ctypes.data,
+    counts = np.ascontiguousarray(lengths, dtype=np.int64)
+    _function("gru_backward", grad_h)(runs, batch, size, counts.ctypes.data,
                                       *(tensor.data_ptr() for tensor in tensors))
 
 

@@ -128,7 +128,7 @@ class _StackedGRUFunction(torch.autograd.Function):
         inputs, w_ih, w_hh, b_ih, b_hh = (tensor.index_select(0, ctx.order) for tensor in (inputs, w_ih, w_hh, b_ih, b_hh))
         ctx.workspace, ctx.compiled = workspace, compiled
         hidden, n, gates = _gru_forward(inputs, w_ih, w_hh.transpose(1, 2).contiguous(), b_ih, b_hh,
-                                        active=ctx.active, workspace=workspace, compiled=compiled)
+                                        active=ctx.active, lengths=ctx.lengths, workspace=workspace, compiled=compiled)
         ctx.save_for_backward(inputs, w_ih, w_hh, hidden, n, gates)
         return hidden[1:].permute(1, 2, 0, 3).index_select(0, ctx.restore)
 
@@ -163,13 +163,14 @@ def _collector_paused(function: Callable) -> Callable:
     return paused
 
 
-def _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, *, active: list[int], workspace: Workspace, compiled: bool):
+def _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, *, active: list[int], lengths: list[int], workspace: Workspace,
+                 compiled: bool):
     """The training time loop, compiled (:mod:`~b2m_neuro.models.gru_kernel`) or in torch operations
     (:func:`_forward_steps`).
 
     ``w_hh_t`` is ``w_hh`` transposed, ``(R, H, 3H)``, contiguous (read once per step; that layout
     reads fastest). ``active[t]``: step t is computed for runs ``[:active[t]]`` only (runs sorted by
-    decreasing length). Returns the time-major ``hidden (T + 1, R, B, H)`` (``hidden[0]`` is the zero
+    decreasing length, ``lengths``). Returns the time-major ``hidden (T + 1, R, B, H)`` (``hidden[0]`` is the zero
     initial state) and, for the backward pass, ``n (T, R, B, H)`` and ``gates (T, R, B, 3H)``:
     ``r | z | W_hn h + b_hn`` (zeros where a run was not computed), all three in ``workspace``.
     """
@@ -182,7 +183,7 @@ def _gru_forward(inputs, w_ih, w_hh_t, b_ih, b_hh, *, active: list[int], workspa
     n = _zero_where_inactive(workspace.empty("n", (steps, runs, batch, size), w_hh_t), active)
     if compiled:
         weight, bias = _input_weights(w_ih, b_ih, b_hh)
-        gru_kernel.forward(inputs, weight.contiguous(), bias, w_hh_t, hidden, gates, n, active)
+        gru_kernel.forward(inputs, weight.contiguous(), bias, w_hh_t, hidden, gates, n, lengths)
     else:
         _forward_steps(inputs, w_ih, w_hh_t, b_ih, b_hh, hidden, gates, n, active)
     return hidden, n, gates
@@ -340,7 +341,7 @@ def _gru_backward(grad_h, inputs, w_ih, w_hh, hidden, n, gates, *, active: list[
     _zero_where_inactive(grad_h, active)  # steps a run did not compute get no gradient
     grad_gh = _zero_where_inactive(workspace.empty("grad_gh", gates.shape, gates), active)
     if compiled:
-        gru_kernel.backward(factors, gates, w_hh, grad_h, grad_gh, active)
+        gru_kernel.backward(factors, gates, w_hh, grad_h, grad_gh, lengths)
     else:
         _backward_steps(factors, z, w_hh, grad_h, grad_gh, active)
     grad_w_hh = _recurrent_weight_gradient(grad_gh, previous, lengths)
