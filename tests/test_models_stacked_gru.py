@@ -30,10 +30,11 @@ def run_by_run(gru_of_run, inputs, lengths):
 
 
 @LOOPS
+@pytest.mark.parametrize("hidden", [5, 40])  # 40: the compiled products' 256-byte blocks of columns, and a remainder
 @pytest.mark.parametrize("lengths", [None, [6, 2, 4], [1, 6, 3], [3, 2, 4]])  # the last: every run ends early
-def test_stacked_gru_matches_the_reference_gru_outputs_and_gradients(lengths, compiled):
+def test_stacked_gru_matches_the_reference_gru_outputs_and_gradients(lengths, hidden, compiled):
     torch.manual_seed(0)
-    grus = [torch.nn.GRU(4, 5, batch_first=True) for _ in range(3)]
+    grus = [torch.nn.GRU(4, hidden, batch_first=True) for _ in range(3)]
     inputs = torch.randn(3, 2, 6, 4, dtype=torch.float64)
     weights, reference_weights = stacked_weights(grus, torch.float64), stacked_weights(grus, torch.float64)
     x, x_ref = inputs.clone().requires_grad_(), inputs.clone().requires_grad_()
