@@ -30,6 +30,7 @@ __all__ = ["load", "forward", "backward"]
 
 _SOURCE = Path(__file__).with_name("_gru_kernel.cpp")
 _SUFFIX = {torch.float32: "float", torch.float64: "double"}
+_FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC")  # for this processor; errno is never read
 _log = logging.getLogger(__name__)
 
 
@@ -39,14 +40,14 @@ def load() -> ctypes.CDLL | None:
     compiler = shlex.split(os.environ.get("CXX") or "c++")
     with tempfile.TemporaryDirectory(prefix="b2m-gru-kernel-") as folder:
         library = Path(folder) / "gru_kernel.so"
-        command = [*compiler, "-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC", str(_SOURCE), "-o", str(library)]
+        command = [*compiler, *_FLAGS, str(_SOURCE), "-o", str(library)]
         try:
             subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
             return _declare(ctypes.CDLL(str(library)))  # loaded: the file may go
         except (OSError, subprocess.SubprocessError) as error:
             detail = getattr(error, "stderr", None) or error
             _log.warning("the compiled GRU loops are not available (%s: %s); the stacked GRU runs its torch loops",
-                      " ".join(command), detail)
+                         " ".join(command), detail)
             return None
 
 
@@ -72,7 +73,7 @@ def forward(inputs, w_input, bias, w_hidden_t, hidden, gates, candidate, lengths
     (from step 1), ``gates (T, R, B, 3H)`` and ``candidate (T, R, B, H)``."""
     runs, batch, steps, width = inputs.shape
     tensors = _contiguous(inputs, w_input, bias, w_hidden_t, hidden, gates, candidate)
-    counts = np.ascontiguousarray(lengths, dtype=np.int64)
+    counts = _lengths(lengths, runs, steps)
     _function("gru_forward", inputs)(steps, runs, batch, w_hidden_t.shape[1], width, counts.ctypes.data,
                                      *(tensor.data_ptr() for tensor in tensors))
 
@@ -81,15 +82,23 @@ def backward(factors, gates, w_hidden, grad_h, grad_gh, lengths: Sequence[int]) 
     """The backward loop: from ``factors (T, R, B, 3H)``, ``gates`` (as the forward wrote them) and
     ``w_hidden (R, 3H, H)``, completes ``grad_h (T, R, B, H)`` in place to ``dL/dh_t`` and writes the gate
     gradients into ``grad_gh (T, R, B, 3H)``, for run r's first ``lengths[r]`` steps."""
-    _, runs, batch, size = grad_h.shape
+    steps, runs, batch, size = grad_h.shape
     tensors = _contiguous(factors, gates, w_hidden, grad_h, grad_gh)
-    counts = np.ascontiguousarray(lengths, dtype=np.int64)
+    counts = _lengths(lengths, runs, steps)
     _function("gru_backward", grad_h)(runs, batch, size, counts.ctypes.data,
                                       *(tensor.data_ptr() for tensor in tensors))
 
 
 def _function(name: str, like: torch.Tensor):
     return getattr(load(), f"{name}_{_SUFFIX[like.dtype]}")
+
+
+def _lengths(lengths: Sequence[int], runs: int, steps: int) -> np.ndarray:
+    """The steps per run as the loops take them, checked against the buffers (they index raw memory)."""
+    counts = np.ascontiguousarray(lengths, dtype=np.int64)
+    if counts.shape != (runs,) or counts.min(initial=0) < 0 or counts.max(initial=0) > steps:
+        raise ValueError(f"the compiled GRU loops need one length in [0, {steps}] per run ({runs}), got {lengths}")
+    return counts
 
 
 def _contiguous(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
