@@ -22,8 +22,13 @@ recurrent weights (``4 * 3H * (H + I)`` bytes each) into 1/8 of the last-level c
 with a 32 MiB L3, 1 run of hidden 512 (3 MiB each) or 21 runs of hidden 128. The fraction was
 measured on a busy 2-core EPYC (L3 shared with other processes), where groups of 4 runs of hidden
 512 were 20-40 % slower per run than single runs and hidden 128 peaked at 8-16 runs per group; pass
-``group_size=`` to override. Larger sweeps are trained as several groups, one after the other. On a
-GPU a group holds every compatible run, limited only by the memory the saved activations need.
+``group_size=`` to override. The CPU's compiled time loops (:mod:`b2m_neuro.models.gru_kernel`) take
+one run at a time through all its steps, so there a group shares only the work around the loops
+(losses, Adam, evaluation calls). Measured with them (16 runs, run-epochs per second, median of two
+epochs): groups of 1, 4, 8 and 16 runs of hidden 128 gave 2.73, 4.19, 4.90 and 5.06 (the rule picks
+16); groups of 1, 4 and 16 runs of hidden 512 gave 0.55, 0.59 and 0.49, the same within this
+machine's noise (the rule picks 1). Larger sweeps are trained as several groups,
+one after the other. On a GPU a group holds every compatible run, limited only by the memory the saved activations need.
 Where ``nn.GRU`` is faster (a lone run on CUDA, where cuDNN fuses the whole sequence), a group of
 one run uses it instead (``backend="auto"``).
 

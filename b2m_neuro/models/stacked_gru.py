@@ -11,7 +11,8 @@ to step and forms the weight gradients ``dW_hh = sum_t dgates_t^T h_(t-1)`` at t
 product per run over all its time steps. (Autograd, or ``vmap``, through a stacked loop builds a full
 ``dW_hh`` at every step, which makes it slower than sequential ``nn.GRU`` runs.) Runs are processed
 in order of decreasing sequence length, so a run stops costing anything once its own sequence has
-ended.
+ended. On a CPU the forward and backward time loops run as compiled code where a C++ compiler works
+(:mod:`b2m_neuro.models.gru_kernel`); elsewhere, and with ``compiled=False``, as torch operations.
 
 :class:`StackedReferenceGRUs` is the group form of R reference GRUs (what
 :meth:`ReferenceGRU.stack` builds): the stacked weights, per-run dropout, the embedding and output
