@@ -79,12 +79,13 @@ def test_a_workspace_reused_by_successive_passes_changes_nothing_and_guards_save
         fresh, reused = stacked_weights(grus, torch.float64), stacked_weights(grus, torch.float64)
         upstream = torch.randn(3, 2, steps, 5, dtype=torch.float64)
         (stacked_gru(inputs, *fresh, lengths=lengths, compiled=compiled) * upstream).sum().backward()
-        (stacked_gru(inputs, *reused, lengths=lengths, workspace=workspace, compiled=compiled) * upstream).sum().backward()
+        reused_outputs = stacked_gru(inputs, *reused, lengths=lengths, workspace=workspace, compiled=compiled)
+        (reused_outputs * upstream).sum().backward()
         for a, b in zip(fresh, reused):
             torch.testing.assert_close(b.grad, a.grad, rtol=0, atol=0)
     weights = stacked_weights(grus)
     first = stacked_gru(torch.randn(3, 2, 6, 4), *weights, workspace=workspace, compiled=compiled)
-    stacked_gru(torch.randn(3, 2, 6, 4), *weights, workspace=workspace, compiled=compiled)  # overwrites the first pass's activations
+    stacked_gru(torch.randn(3, 2, 6, 4), *weights, workspace=workspace, compiled=compiled)  # overwrites first's activations
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         first.sum().backward()
 
