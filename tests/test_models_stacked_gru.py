@@ -226,3 +226,21 @@ def test_dropout_keeps_units_with_probability_one_minus_p_from_each_runs_own_gen
     again = scale([7, 9, 3], [44, 40, 30])  # run 2's mask: from its own generator and length only
     torch.testing.assert_close(again[2], first[2], rtol=0, atol=0)
     assert not torch.equal(scale([1, 2, 4], [50, 20, 30])[2], first[2])
+
+
+def test_the_compiled_loops_refuse_buffers_that_do_not_fit_before_touching_memory():
+    runs, batch, steps, width, size = 2, 1, 5, 3, 4
+    inputs, w_input = torch.zeros(runs, batch, steps, width), torch.zeros(runs, width, 4 * size)
+    bias, w_hidden_t = torch.zeros(runs, 1, 4 * size), torch.zeros(runs, size, 3 * size)
+    gates, candidate = torch.zeros(steps, runs, batch, 3 * size), torch.zeros(steps, runs, batch, size)
+    expected = r"hidden as a contiguous CPU torch.float32 tensor of shape \(6, 2, 1, 4\), got \(5"
+    with pytest.raises(ValueError, match=expected):
+        gru_kernel.forward(inputs, w_input, bias, w_hidden_t, torch.zeros(steps, runs, batch, size), gates, candidate,
+                           [5, 3])
+    hidden = torch.zeros(steps + 1, runs, batch, size)
+    with pytest.raises(ValueError, match="one length in \\[0, 5\\] per run \\(2\\), got \\[6, 3\\]"):
+        gru_kernel.forward(inputs, w_input, bias, w_hidden_t, hidden, gates, candidate, [6, 3])
+    with pytest.raises(ValueError, match="take gates as a contiguous CPU torch.float32"):
+        gru_kernel.forward(inputs, w_input, bias, w_hidden_t, hidden, gates.double(), candidate, [5, 3])
+    with pytest.raises(ValueError, match=r"w_hidden as .* got \(2, 4, 12\)"):
+        gru_kernel.backward(gates, gates, w_hidden_t, candidate, gates, [5, 3])

@@ -72,9 +72,13 @@ def forward(inputs, w_input, bias, w_hidden_t, hidden, gates, candidate, lengths
     ``w_hidden_t (R, H, 3H)``; writes run r's first ``lengths[r]`` steps into ``hidden (T + 1, R, B, H)``
     (from step 1), ``gates (T, R, B, 3H)`` and ``candidate (T, R, B, H)``."""
     runs, batch, steps, width = inputs.shape
-    tensors = _contiguous(inputs, w_input, bias, w_hidden_t, hidden, gates, candidate)
+    size = w_hidden_t.shape[1]
+    tensors = _checked(inputs=(inputs, (runs, batch, steps, width)), w_input=(w_input, (runs, width, 4 * size)),
+                       bias=(bias, (runs, 1, 4 * size)), w_hidden_t=(w_hidden_t, (runs, size, 3 * size)),
+                       hidden=(hidden, (steps + 1, runs, batch, size)), gates=(gates, (steps, runs, batch, 3 * size)),
+                       candidate=(candidate, (steps, runs, batch, size)))
     counts = _lengths(lengths, runs, steps)
-    _function("gru_forward", inputs)(steps, runs, batch, w_hidden_t.shape[1], width, counts.ctypes.data,
+    _function("gru_forward", inputs)(steps, runs, batch, size, width, counts.ctypes.data,
                                      *(tensor.data_ptr() for tensor in tensors))
 
 
@@ -83,10 +87,11 @@ def backward(factors, gates, w_hidden, grad_h, grad_gh, lengths: Sequence[int]) 
     ``w_hidden (R, 3H, H)``, completes ``grad_h (T, R, B, H)`` in place to ``dL/dh_t`` and writes the gate
     gradients into ``grad_gh (T, R, B, 3H)``, for run r's first ``lengths[r]`` steps."""
     steps, runs, batch, size = grad_h.shape
-    tensors = _contiguous(factors, gates, w_hidden, grad_h, grad_gh)
+    by_gate = (steps, runs, batch, 3 * size)
+    tensors = _checked(factors=(factors, by_gate), gates=(gates, by_gate), w_hidden=(w_hidden, (runs, 3 * size, size)),
+                       grad_h=(grad_h, (steps, runs, batch, size)), grad_gh=(grad_gh, by_gate))
     counts = _lengths(lengths, runs, steps)
-    _function("gru_backward", grad_h)(runs, batch, size, counts.ctypes.data,
-                                      *(tensor.data_ptr() for tensor in tensors))
+    _function("gru_backward", grad_h)(runs, batch, size, counts.ctypes.data, *(tensor.data_ptr() for tensor in tensors))
 
 
 def _function(name: str, like: torch.Tensor):
@@ -94,17 +99,20 @@ def _function(name: str, like: torch.Tensor):
 
 
 def _lengths(lengths: Sequence[int], runs: int, steps: int) -> np.ndarray:
-    """The steps per run as the loops take them, checked against the buffers (they index raw memory)."""
+    """The steps per run as the loops take them, checked against the buffers (the loops index raw memory)."""
     counts = np.ascontiguousarray(lengths, dtype=np.int64)
     if counts.shape != (runs,) or counts.min(initial=0) < 0 or counts.max(initial=0) > steps:
         raise ValueError(f"the compiled GRU loops need one length in [0, {steps}] per run ({runs}), got {lengths}")
     return counts
 
 
-def _contiguous(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The tensors, checked: one dtype, on the CPU, contiguous (the loops index raw memory)."""
-    for tensor in tensors:
-        if tensor.device.type != "cpu" or tensor.dtype != tensors[0].dtype or not tensor.is_contiguous():
-            raise ValueError(f"the compiled GRU loops take contiguous CPU tensors of one dtype, got {tensor.dtype} "
-                             f"on {tensor.device} (contiguous: {tensor.is_contiguous()})")
-    return tensors
+def _checked(**named: tuple[torch.Tensor, tuple[int, ...]]) -> list[torch.Tensor]:
+    """The tensors, each checked against its expected shape: contiguous, on the CPU, all of one dtype (the
+    loops index raw memory)."""
+    dtype = next(iter(named.values()))[0].dtype
+    for name, (tensor, shape) in named.items():
+        if tensor.device.type != "cpu" or tensor.dtype != dtype or not tensor.is_contiguous() or tensor.shape != shape:
+            raise ValueError(f"the compiled GRU loops take {name} as a contiguous CPU {dtype} tensor of shape {shape}, "
+                             f"got {tuple(tensor.shape)} {tensor.dtype} on {tensor.device} "
+                             f"(contiguous: {tensor.is_contiguous()})")
+    return [tensor for tensor, _ in named.values()]
