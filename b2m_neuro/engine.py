@@ -27,8 +27,9 @@ one run at a time through all its steps, so there a group shares only the work a
 (losses, Adam, evaluation calls). Measured with them (16 runs, run-epochs per second, median of two
 epochs): groups of 1, 4, 8 and 16 runs of hidden 128 gave 2.73, 4.19, 4.90 and 5.06 (the rule picks
 16); groups of 1, 4 and 16 runs of hidden 512 gave 0.55, 0.59 and 0.49, the same within this
-machine's noise (the rule picks 1). Larger sweeps are trained as several groups,
-one after the other. On a GPU a group holds every compatible run, limited only by the memory the saved activations need.
+machine's noise (the rule picks 1). Larger sweeps are trained as several groups, one after the
+other. On a GPU a group holds every compatible run, limited only by the memory the saved
+activations need.
 Where ``nn.GRU`` is faster (a lone run on CUDA, where cuDNN fuses the whole sequence), a group of
 one run uses it instead (``backend="auto"``).
 

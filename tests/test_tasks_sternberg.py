@@ -164,7 +164,8 @@ def test_a_small_student_learns_sternberg_above_chance():
     # 15 epochs seed 0 gave 0.710, 0.637 and 0.627 with three equivalent backward passes, and the mean of
     # seeds 0-2 fell from 0.628 to 0.599. At lr 1e-2 and 20 epochs, seeds 0-7: 0.687 0.610 0.663 0.627
     # 0.630 0.667 0.623 0.640 (sd 0.026, so 0.015 for a mean of 3) against chance 0.560: the mean of
-    # seeds 0-2 (0.653) is about three of its standard deviations above chance + 0.05
+    # seeds 0-2 (0.653) is about three of its standard deviations above chance + 0.05. With the compiled
+    # GRU loops (their own rounding) seeds 0-2 gave 0.673 0.617 0.700 (mean 0.663)
     assert np.mean(accuracies) > chance + 0.05
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["load", "forward", "backward"]
+__all__ = ["compiler", "load", "supports", "forward", "backward"]
 
 _SOURCE = Path(__file__).with_name("_gru_kernel.cpp")
 _SUFFIX = {torch.float32: "float", torch.float64: "double"}
@@ -34,13 +34,17 @@ _FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC")  # for 
 _log = logging.getLogger(__name__)
 
 
+def compiler() -> list[str]:
+    """The command that builds the loops: ``$CXX`` (split as a shell would), else ``c++``."""
+    return shlex.split(os.environ.get("CXX") or "c++")
+
+
 @functools.cache
 def load() -> ctypes.CDLL | None:
     """The compiled loops (built on the first call of the process), or ``None`` where no compiler works."""
-    compiler = shlex.split(os.environ.get("CXX") or "c++")
     with tempfile.TemporaryDirectory(prefix="b2m-gru-kernel-") as folder:
         library = Path(folder) / "gru_kernel.so"
-        command = [*compiler, *_FLAGS, str(_SOURCE), "-o", str(library)]
+        command = [*compiler(), *_FLAGS, str(_SOURCE), "-o", str(library)]
         try:
             subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
             return _declare(ctypes.CDLL(str(library)))  # loaded: the file may go
